@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds both images from docker/Dockerfile under the names in images.env.
+#
+#   scripts/images.sh                          # docker if an engine answers, else podman
+#   CONTAINER_TOOL=podman scripts/images.sh    # or pick one
+#   BUILDER=standin scripts/images.sh          # offline: no registry, see below
+#
+# BUILDER=standin builds with scripts/builder-base.sh's local image instead of the official
+# rust image: podman bind-mounts the host's toolchain and CA bundle into the build; docker
+# (which has no `build -v`) gets an image with a copy of the toolchain and the CA bundle.
+# RUST_IMAGE=<image> overrides the builder image outright; BUILD_OPTS adds build flags.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+# shellcheck source=../images.env
+source images.env
+
+die() { printf 'images: %s\n' "$*" >&2; exit 1; }
+
+tool="${CONTAINER_TOOL:-}"
+if [[ -z $tool ]]; then
+  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    tool=docker
+  elif command -v podman >/dev/null; then
+    tool=podman
+  else
+    die "no container tool: install Docker (with buildx) or podman"
+  fi
+fi
+[[ $tool == docker || $tool == podman ]] || die "CONTAINER_TOOL must be docker or podman, not '$tool'"
+command -v "$tool" >/dev/null || die "$tool not found"
+
+args=(--file docker/Dockerfile --build-arg "VERSION=$VERSION")
+# shellcheck disable=SC2206 # BUILD_OPTS is a list of flags on purpose.
+[[ -n ${BUILD_OPTS:-} ]] && args+=(${BUILD_OPTS})
+
+if [[ ${BUILDER:-} == standin ]]; then
+  if [[ $tool == podman ]]; then
+    args+=(--build-arg "RUST_IMAGE=$(scripts/builder-base.sh base)"
+           --volume "$(rustc --print sysroot):/usr/local/rust:ro"
+           --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+  else
+    args+=(--build-arg "RUST_IMAGE=$(scripts/builder-base.sh toolchain)")
+  fi
+elif [[ -n ${BUILDER:-} ]]; then
+  die "BUILDER must be 'standin' or unset, not '$BUILDER'"
+fi
+[[ -n ${RUST_IMAGE:-} ]] && args+=(--build-arg "RUST_IMAGE=$RUST_IMAGE")
+
+if [[ $tool == docker ]] && ! docker buildx version >/dev/null 2>&1; then
+  # Without buildx the docker CLI can only use the legacy builder API, which podman's service
+  # implements with BuildKit's RUN --mount; a real Docker engine needs buildx for it.
+  export DOCKER_BUILDKIT=0
+fi
+
+for target in sidecar app; do
+  image_var="${target^^}_IMAGE"
+  image="${!image_var}"
+  printf 'images: %s build --target %s -t %s\n' "$tool" "$target" "$image" >&2
+  "$tool" build "${args[@]}" --target "$target" --tag "$image" .
+done
+printf 'images: built %s and %s\n' "$SIDECAR_IMAGE" "$APP_IMAGE" >&2

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the image tests need on a Debian machine without a Docker engine: podman (with
+# runc, which works on hybrid cgroup hosts where crun does not), its network stack, and
+# debootstrap for the offline builder image. Idempotent: installs only what is missing.
+# Root only; used by .ci/run. The docker CLI is not installed here: the tests use the one the
+# machine has, against podman's Docker-compatible API.
+set -euo pipefail
+
+packages=(podman runc conmon catatonit netavark aardvark-dns iptables debootstrap tar curl)
+
+if [[ $(id -u) != 0 ]]; then
+  echo "install-container-tools: must run as root (apt-get)" >&2
+  exit 1
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  status="$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)"
+  [[ $status == "install ok installed" ]] || missing+=("$package")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-container-tools: all present (${packages[*]})"
+  exit 0
+fi
+
+echo "install-container-tools: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}" >/dev/null
+echo "install-container-tools: done"

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The Job's lifecycle with plain containers, as in a Pod: the app joins the sidecar's network
+# namespace (`--network container:<sidecar>`, which docker and podman both have), so it reaches
+# the sidecar on 127.0.0.1:8080 exactly as in job.yaml.
+#
+#   1. start the sidecar;
+#   2. wait until it is ready, with the sidecar binary's own `wait-ready` run inside its
+#      container (the image has no shell or curl; job.yaml's postStart hook does the same);
+#   3. run the app to completion;
+#   4. stop the sidecar with SIGTERM, as the kubelet does once the main container has exited;
+#   5. print the timeline and fail unless every exit code is 0.
+#
+#   scripts/pod.sh                        # docker if an engine answers, else podman
+#   CONTAINER_TOOL=podman APP_SLEEP=1s scripts/pod.sh
+#
+# Both containers run as the images' non-root user with a read-only root file system, no
+# capabilities and no privilege escalation: the settings job.yaml asks of the kubelet.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=../images.env
+source "$repo/images.env"
+
+die() { printf 'pod: %s\n' "$*" >&2; exit 1; }
+
+tool="${CONTAINER_TOOL:-}"
+if [[ -z $tool ]]; then
+  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    tool=docker
+  elif command -v podman >/dev/null; then
+    tool=podman
+  else
+    die "no container tool: install Docker or podman"
+  fi
+fi
+[[ $tool == docker || $tool == podman ]] || die "CONTAINER_TOOL must be docker or podman, not '$tool'"
+command -v "$tool" >/dev/null || die "$tool not found"
+for image in "$SIDECAR_IMAGE" "$APP_IMAGE"; do
+  "$tool" image inspect "$image" >/dev/null 2>&1 || die "$tool has no image $image: run 'make images' first"
+done
+
+app_sleep="${APP_SLEEP:-2s}"
+ready_timeout="${READY_TIMEOUT:-30s}"
+# Above the sidecar's own shutdown timeout (5 s by default), as terminationGracePeriodSeconds is.
+stop_timeout="${STOP_TIMEOUT:-10}"
+sidecar="k8s-native-sidecar-job-sidecar-$$"
+app="k8s-native-sidecar-job-app-$$"
+hardening=(--read-only --cap-drop=ALL --security-opt=no-new-privileges)
+
+cleanup() { "$tool" rm --force "$app" "$sidecar" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+# Microseconds since the epoch, from bash itself (no fork) so the timeline stays precise.
+now() { local t=$EPOCHREALTIME; printf '%s' "${t/./}"; }
+start="$(now)"
+timeline=()
+mark() { # mark <text>: one timeline line, seconds since the start
+  local us=$(($(now) - start))
+  timeline+=("$(printf '  +%d.%03ds  %s' $((us / 1000000)) $((us % 1000000 / 1000)) "$1")")
+}
+show_timeline() {
+  local us=$(($(now) - start))
+  printf '\npod timeline (%s):\n' "$tool"
+  printf '%s\n' "${timeline[@]}"
+  printf '  total %d.%03ds\n' $((us / 1000000)) $((us % 1000000 / 1000))
+}
+sidecar_logs() { printf -- '--- sidecar logs ---\n'; "$tool" logs "$sidecar" 2>&1 || true; printf -- '---\n'; }
+
+"$tool" run --detach --name "$sidecar" "${hardening[@]}" "$SIDECAR_IMAGE" >/dev/null
+mark "sidecar started"
+
+if ! "$tool" exec "$sidecar" /sidecar wait-ready --timeout "$ready_timeout"; then
+  sidecar_logs
+  mark "sidecar never became ready"
+  show_timeline
+  die "the sidecar did not answer /readyz within $ready_timeout"
+fi
+mark "sidecar ready (/readyz answered 200)"
+
+mark "app started"
+app_code=0
+"$tool" run --name "$app" --network "container:$sidecar" "${hardening[@]}" \
+  --env "APP_SLEEP=$app_sleep" --env APP_SIDECAR_URL=http://127.0.0.1:8080/ \
+  "$APP_IMAGE" || app_code=$?
+mark "app exited, code $app_code"
+
+mark "sidecar sent SIGTERM"
+"$tool" stop --time "$stop_timeout" "$sidecar" >/dev/null
+sidecar_code="$("$tool" inspect --format '{{.State.ExitCode}}' "$sidecar")"
+mark "sidecar exited, code $sidecar_code"
+
+sidecar_logs
+show_timeline
+((app_code == 0)) || die "the app exited with code $app_code"
+((sidecar_code == 0)) || die "the sidecar exited with code $sidecar_code (137: killed after ${stop_timeout}s)"
+printf 'pod: ok, both containers exited 0\n'
