@@ -43,11 +43,18 @@ app_sleep="${APP_SLEEP:-2s}"
 ready_timeout="${READY_TIMEOUT:-30s}"
 # Above the sidecar's own shutdown timeout (5 s by default), as terminationGracePeriodSeconds is.
 stop_timeout="${STOP_TIMEOUT:-10}"
-sidecar="k8s-native-sidecar-job-sidecar-$$"
-app="k8s-native-sidecar-job-app-$$"
+# POD_ID tells runs apart (the tests set it to find what a run left behind).
+pod_id="${POD_ID:-$$}"
+sidecar="k8s-native-sidecar-job-sidecar-$pod_id"
+app="k8s-native-sidecar-job-app-$pod_id"
 hardening=(--read-only --cap-drop=ALL --security-opt=no-new-privileges)
 
-cleanup() { "$tool" rm --force "$app" "$sidecar" >/dev/null 2>&1 || true; }
+# One at a time, app first: podman refuses to remove a container whose network namespace
+# another container still uses, even in a single `rm` of both.
+cleanup() {
+  "$tool" rm --force "$app" >/dev/null 2>&1 || true
+  "$tool" rm --force "$sidecar" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 
 # Microseconds since the epoch, from bash itself (no fork) so the timeline stays precise.
