@@ -15,8 +15,8 @@
 #   K8S             1.37 (default, cluster.yaml) or 1.28 (cluster-1.28.yaml)
 #   CONTAINER_TOOL  docker or podman (default: the first whose engine answers)
 #   APP_IMAGE, SIDECAR_IMAGE
-#                   the images `make images` built; they must be the ones job.yaml runs
-#                   (default: the ones job.yaml names)
+#                   the images `make images` built (default: the names in images.env);
+#                   they must be the ones job.yaml runs
 #   JOB_TIMEOUT     seconds to wait for a Job to finish (default: 180)
 #
 # Every kubectl call names the cluster's context, so a different current context is never
@@ -170,10 +170,10 @@ load_images() {
 	images=$(manifest_images "$root/job.yaml")
 	want_app=$(printf '%s\n' "$images" | awk '$1 == "app" { print $2 }')
 	want_sidecar=$(printf '%s\n' "$images" | awk '$1 == "sidecar" { print $2 }')
-	app=${APP_IMAGE:-$want_app}
-	sidecar=${SIDECAR_IMAGE:-$want_sidecar}
-	[ "$app" = "$want_app" ] || die "job.yaml runs $want_app, but APP_IMAGE is $app; the names must match"
-	[ "$sidecar" = "$want_sidecar" ] || die "job.yaml runs $want_sidecar, but SIDECAR_IMAGE is $sidecar; the names must match"
+	app=${APP_IMAGE:-$(awk -F= '$1 == "APP_IMAGE" { print $2 }' "$root/images.env")}
+	sidecar=${SIDECAR_IMAGE:-$(awk -F= '$1 == "SIDECAR_IMAGE" { print $2 }' "$root/images.env")}
+	[ "$app" = "$want_app" ] || die "job.yaml runs $want_app, but the app image is $app (APP_IMAGE, images.env); the names must match"
+	[ "$sidecar" = "$want_sidecar" ] || die "job.yaml runs $want_sidecar, but the sidecar image is $sidecar (SIDECAR_IMAGE, images.env); the names must match"
 	for image in "$app" "$sidecar"; do
 		"$engine" image inspect "$image" >/dev/null 2>&1 || die "$engine has no image $image; run 'make images' first"
 	done

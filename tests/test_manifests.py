@@ -1,0 +1,275 @@
+"""The kind cluster configs and the two Jobs: schema-valid on every Kubernetes release from
+1.28 to 1.37, and built the way job.yaml's comments say they are."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS = ["job.yaml", "job-legacy.yaml"]
+# Every minor release the Jobs must run on, as kubernetes-validate names its schemas.
+VERSIONS = [f"1.{minor}.0" for minor in range(28, 38)]
+
+NODE_1_37 = (
+    "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
+)
+NODE_1_28 = (
+    "kindest/node:v1.28.15@sha256:a7c05c7ae043a0b8c818f5a06188bc2c4098f6cb59ca7d1856df00375d839251"
+)
+
+
+def load(name):
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def validator():
+    exe = Path(sys.executable).with_name("kubernetes-validate")
+    found = str(exe) if exe.exists() else shutil.which("kubernetes-validate")
+    assert found, "kubernetes-validate is not installed: pip install -r tests/requirements.txt"
+    return found
+
+
+def validate(name, version):
+    return subprocess.run(
+        [validator(), "--strict", "--quiet", "-k", version, str(ROOT / name)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def duration_seconds(text):
+    """Seconds in a duration as the binaries accept it (humantime: 500ms, 5s, 2m, 1h)."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    match = re.fullmatch(r"(\d+)(ms|s|m|h)", text)
+    assert match, f"not a simple duration: {text!r}"
+    return int(match[1]) * units[match[2]]
+
+
+def images_env():
+    values = {}
+    for line in (ROOT / "images.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key] = value
+    return values
+
+
+def pod_spec(job):
+    return job["spec"]["template"]["spec"]
+
+
+def all_containers(job):
+    spec = pod_spec(job)
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def container(job, name):
+    (found,) = [c for c in all_containers(job) if c["name"] == name]
+    return found
+
+
+def env(c):
+    return {e["name"]: e["value"] for e in c.get("env", [])}
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", JOBS)
+def test_job_is_valid_on_every_supported_release(name, version):
+    result = validate(name, version)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_strict_validation_bites():
+    # 1.27 has no initContainers[].restartPolicy: if this passed, the checks above would
+    # prove nothing about unknown fields.
+    result = validate("job.yaml", "1.27.0")
+    assert result.returncode != 0
+    assert "'restartPolicy' was unexpected" in result.stdout
+
+
+# --- kind cluster configs ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "image", "kind_release"),
+    [("cluster.yaml", NODE_1_37, "v0.33.0"), ("cluster-1.28.yaml", NODE_1_28, "v0.25.0")],
+)
+def test_cluster_is_one_node_pinned_by_digest(name, image, kind_release):
+    config = load(name)
+    assert config["kind"] == "Cluster"
+    assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    assert config["nodes"] == [{"role": "control-plane", "image": image}]
+    # The comment names the kind release that published the image.
+    assert f"kind {kind_release}" in (ROOT / name).read_text()
+
+
+def test_gate_is_set_on_1_28_only():
+    assert load("cluster-1.28.yaml")["featureGates"] == {"SidecarContainers": True}
+    # The gate no longer exists on 1.37: naming it at all would stop the control plane.
+    assert "featureGates" not in load("cluster.yaml")
+    code = [
+        line
+        for line in (ROOT / "cluster.yaml").read_text().splitlines()
+        if not line.lstrip().startswith("#")
+    ]
+    assert not [line for line in code if "SidecarContainers" in line]
+
+
+# --- job.yaml ------------------------------------------------------------------------------
+
+
+def test_sidecar_is_a_native_sidecar():
+    job = load("job.yaml")
+    assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
+    spec = pod_spec(job)
+    assert [c["name"] for c in spec["initContainers"]] == ["sidecar"]
+    assert [c["name"] for c in spec["containers"]] == ["app"]
+    assert spec["initContainers"][0]["restartPolicy"] == "Always"
+    assert spec["restartPolicy"] == "Never"
+
+
+def test_app_waits_for_the_sidecar_through_post_start_not_a_startup_probe():
+    job = load("job.yaml")
+    sidecar = container(job, "sidecar")
+    # kubernetes#132826: a sidecar startupProbe can strand the app on restartPolicy Never.
+    assert "startupProbe" not in sidecar
+    command = sidecar["lifecycle"]["postStart"]["exec"]["command"]
+    assert command[:2] == ["/sidecar", "wait-ready"]
+    args = dict(zip(command[2::2], command[3::2]))
+    assert set(args) == {"--url", "--timeout"}
+    port = sidecar["ports"][0]["containerPort"]
+    assert args["--url"] == f"http://127.0.0.1:{port}/readyz"
+    assert env(sidecar)["SIDECAR_LISTEN"] == f"0.0.0.0:{port}"
+    # The hook must give up before the Job's deadline does.
+    assert duration_seconds(args["--timeout"]) < job["spec"]["activeDeadlineSeconds"]
+
+
+def test_sidecar_probes():
+    sidecar = container(load("job.yaml"), "sidecar")
+    assert sidecar["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_app_reaches_the_sidecar_over_loopback():
+    job = load("job.yaml")
+    port = container(job, "sidecar")["ports"][0]["containerPort"]
+    app_env = env(container(job, "app"))
+    assert app_env["APP_SIDECAR_URL"] == f"http://127.0.0.1:{port}/"
+    assert duration_seconds(app_env["APP_SIDECAR_WAIT"]) > 0
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_grace_period_outlasts_the_sidecar_drain(name):
+    job = load(name)
+    sidecar = container(job, "sidecar")
+    # The binary reads --shutdown-timeout or SIDECAR_SHUTDOWN_TIMEOUT; neither may hide in args.
+    assert not any("shutdown-timeout" in a for a in sidecar.get("args", []))
+    drain = duration_seconds(env(sidecar)["SIDECAR_SHUTDOWN_TIMEOUT"])
+    assert pod_spec(job)["terminationGracePeriodSeconds"] > drain
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_pod_security_standard_restricted(name):
+    job = load(name)
+    spec = pod_spec(job)
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert spec["automountServiceAccountToken"] is False
+    for field in ("hostNetwork", "hostPID", "hostIPC", "volumes"):
+        assert field not in spec
+    for c in all_containers(job):
+        assert c["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }, c["name"]
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_small_requests_and_limits_on_every_container(name):
+    for c in all_containers(load(name)):
+        resources = c["resources"]
+        assert set(resources) == {"requests", "limits"}, c["name"]
+        for kind in ("requests", "limits"):
+            assert set(resources[kind]) == {"cpu", "memory"}, c["name"]
+        assert resources["requests"] == {"cpu": "10m", "memory": "16Mi"}
+        assert resources["limits"] == {"cpu": "100m", "memory": "32Mi"}
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_images_are_the_built_ones(name):
+    names = images_env()
+    job = load(name)
+    assert container(job, "app")["image"] == names["APP_IMAGE"]
+    assert container(job, "sidecar")["image"] == names["SIDECAR_IMAGE"]
+    for c in all_containers(job):
+        assert c["imagePullPolicy"] == "IfNotPresent"
+        assert c["image"].endswith(":" + names["VERSION"])
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_job_bounds_and_cleanup(name):
+    job = load(name)
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["ttlSecondsAfterFinished"] > 0
+    work = duration_seconds(env(container(job, "app"))["APP_SLEEP"])
+    # Room for the work itself, so the deadline can only catch a Job that never ends.
+    assert spec["activeDeadlineSeconds"] > work
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_recommended_labels(name):
+    job = load(name)
+    job_name = job["metadata"]["name"]
+    expected = {
+        "app.kubernetes.io/name": job_name,
+        "app.kubernetes.io/instance": job_name,
+        "app.kubernetes.io/version": images_env()["VERSION"],
+        "app.kubernetes.io/component": "batch",
+        "app.kubernetes.io/part-of": "native-sidecar-job",
+    }
+    assert job["metadata"]["labels"] == expected
+    assert job["spec"]["template"]["metadata"]["labels"] == expected
+
+
+# --- job-legacy.yaml -----------------------------------------------------------------------
+
+
+def test_legacy_runs_the_same_sidecar_as_a_regular_container():
+    native, legacy = load("job.yaml"), load("job-legacy.yaml")
+    assert "initContainers" not in pod_spec(legacy)
+    assert [c["name"] for c in pod_spec(legacy)["containers"]] == ["app", "sidecar"]
+    # Everything but what makes it native: restartPolicy, the postStart gate, and a liveness
+    # probe that could only kill it for good under restartPolicy Never.
+    expected = {
+        key: value
+        for key, value in container(native, "sidecar").items()
+        if key not in ("restartPolicy", "lifecycle", "livenessProbe")
+    }
+    assert container(legacy, "sidecar") == expected
+    assert container(legacy, "app") == container(native, "app")
+
+
+def test_legacy_ends_in_its_deadline():
+    legacy = load("job-legacy.yaml")
+    native = load("job.yaml")
+    assert legacy["metadata"]["name"] != native["metadata"]["name"]
+    # The app's work ends well before the deadline, so only the sidecar can hold the Job open.
+    work = duration_seconds(env(container(legacy, "app"))["APP_SLEEP"])
+    assert work < legacy["spec"]["activeDeadlineSeconds"] < native["spec"]["activeDeadlineSeconds"]
