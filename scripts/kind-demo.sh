@@ -200,14 +200,18 @@ deploy() {
 	uid=$(k get job "$name" -o jsonpath='{.metadata.uid}')
 }
 
-# Polls until "$@" prints a line containing one of the words in $want, or job_timeout passes.
-# Prints that word, or "timeout".
+# Polls until "$@" prints one of the words in $1 (or anything at all, for "*"), or until
+# job_timeout passes. Prints what matched, or "timeout".
 poll() {
 	want=$1
 	shift
 	deadline=$(($(date +%s) + job_timeout))
 	while :; do
 		out=$("$@" 2>/dev/null || true)
+		if [ "$want" = "*" ] && [ -n "$out" ]; then
+			echo "$out"
+			return 0
+		fi
 		for word in $want; do
 			case " $out " in
 				*" $word "*)
@@ -228,8 +232,13 @@ job_conditions() {
 	k get job "$1" -o go-template='{{range .status.conditions}}{{if eq .status "True"}}{{.type}} {{end}}{{end}}'
 }
 
+# The Job's Pods, as pod/NAME, selected by the Job's uid so that no earlier run can match.
+job_pods() {
+	k get pods -l "batch.kubernetes.io/controller-uid=$1" -o name
+}
+
 app_state() {
-	k get pods -l "batch.kubernetes.io/controller-uid=$1" -o go-template='{{range .items}}{{range .status.containerStatuses}}{{if eq .name "app"}}{{if .state.terminated}}exited {{end}}{{end}}{{end}}{{end}}'
+	k get "$1" -o go-template='{{range .status.containerStatuses}}{{if eq .name "app"}}{{if .state.terminated}}exited{{end}}{{end}}{{end}}'
 }
 
 demo() {
@@ -238,7 +247,7 @@ demo() {
 	say "waiting up to ${job_timeout}s for job/$name to complete"
 	ended=$(poll "Complete Failed" job_conditions "$name")
 	[ "$ended" = Complete ] || say "job/$name did not complete ($ended)"
-	pods=$(k get pods -l "batch.kubernetes.io/controller-uid=$uid" -o name)
+	pods=$(job_pods "$uid")
 	# shellcheck disable=SC2086 # one word per Pod
 	k get "job/$name" $pods -o json | "$root/scripts/timeline.sh" native
 }
@@ -251,13 +260,15 @@ demo_legacy() {
 	# The Pod is deleted once the deadline fails the Job, so its status is recorded as soon
 	# as the app has exited, while the sidecar is still (needlessly) running.
 	say "waiting up to ${job_timeout}s for the app in job/$name to exit"
-	poll exited app_state "$uid" >/dev/null
-	k get pods -l "batch.kubernetes.io/controller-uid=$uid" -o json >"$tmp/pods.json"
+	pod=$(poll "*" job_pods "$uid")
+	[ "$pod" != timeout ] || die "job/$name created no Pod within ${job_timeout}s"
+	poll exited app_state "$pod" >/dev/null
+	k get "$pod" -o json >"$tmp/pod.json"
 	say "waiting up to ${job_timeout}s for job/$name to end"
 	ended=$(poll "Complete Failed" job_conditions "$name")
 	say "job/$name ended: $ended"
 	k get job "$name" -o json >"$tmp/job.json"
-	cat "$tmp/pods.json" "$tmp/job.json" | "$root/scripts/timeline.sh" legacy
+	cat "$tmp/pod.json" "$tmp/job.json" | "$root/scripts/timeline.sh" legacy
 }
 
 [ $# -ge 1 ] || usage
