@@ -18,7 +18,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=../images.env
+# shellcheck source=SCRIPTDIR/../images.env
 source "$repo/images.env"
 
 die() { printf 'pod: %s\n' "$*" >&2; exit 1; }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -163,6 +164,27 @@ def container_name(built):
     yield make
     for name in names:
         run(["podman", "rm", "--force", name], built, check=False)
+
+
+def test_images_sh_falls_back_to_the_standin_offline(built):
+    # The default BUILDER=auto: where the official rust image cannot be pulled (no registry, as
+    # here), `make images` still builds, and says what it did. Layers are cached by now.
+    official = re.search(r"^ARG RUST_IMAGE=(\S+)$", dockerfile(), re.M)[1]
+    if run(["podman", "image", "exists", official], built, check=False).returncode == 0:
+        pytest.skip(f"{official} is present, so there is nothing to fall back from")
+    try:
+        socket.getaddrinfo("registry-1.docker.io", 443)
+    except OSError:
+        pass
+    else:
+        pytest.skip("Docker Hub resolves here: images.sh would pull the official image")
+    env = dict(built, CONTAINER_TOOL="podman")
+    env.pop("BUILDER", None)
+    proc = run(["scripts/images.sh"], env, timeout=600, check=False)
+    if "cannot pull" not in proc.stderr:
+        pytest.skip(f"{official} can be pulled here")
+    assert proc.returncode == 0, proc.stderr
+    assert "building with the offline stand-in (BUILDER=standin)" in proc.stderr
 
 
 def test_build_labels(built):
