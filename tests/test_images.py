@@ -15,6 +15,7 @@ import shutil
 import socket
 import sys
 import time
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -110,9 +111,13 @@ def test_dockerignore_lets_in_only_the_workspace():
         if line and not line.startswith("#")
     ]
     assert patterns[0] == "*", "everything is excluded first, then the build inputs let in"
-    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-    assert allowed == {"Cargo.toml", "Cargo.lock", "app", "sidecar", "lifecycle"}
-    assert "**/target/" in patterns
+    allowed = {p[1:] for p in patterns if p.startswith("!")}
+    members = set(tomllib.loads((REPO / "Cargo.toml").read_text())["workspace"]["members"])
+    assert allowed == {"Cargo.toml", "Cargo.lock"} | members
+    assert "**/target" in patterns
+    # ...and the builder copies exactly those.
+    copied = set(re.findall(r"^COPY (?!--from)(.+?) \S+$", dockerfile(), re.M))
+    assert {word for line in copied for word in line.split()} == allowed
 
 
 @pytest.mark.parametrize("manifest", ["job.yaml", "job-legacy.yaml"])
