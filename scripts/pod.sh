@@ -59,45 +59,55 @@ trap cleanup EXIT
 
 # Microseconds since the epoch, from bash itself (no fork) so the timeline stays precise.
 now() { local t=$EPOCHREALTIME; printf '%s' "${t/./}"; }
+seconds() { printf '%d.%03d' $(($1 / 1000000)) $(($1 % 1000000 / 1000)); }
 start="$(now)"
 timeline=()
-mark() { # mark <text>: one timeline line, seconds since the start
-  local us=$(($(now) - start))
-  timeline+=("$(printf '  +%d.%03ds  %s' $((us / 1000000)) $((us % 1000000 / 1000)) "$1")")
+# mark <event> [detail]: one timeline line, in the layout of the kind demo's (scripts/timeline.awk).
+mark() {
+  timeline+=("$(printf '%9s  %-16s %s' "+$(seconds $(($(now) - start)))s" "$1" "${2:-}")")
 }
-show_timeline() {
-  local us=$(($(now) - start))
-  printf '\npod timeline (%s):\n' "$tool"
+failures=()
+fail() { failures+=("$1"); }
+finish() {
+  local total
+  total="$(seconds $(($(now) - start)))"
+  printf '\npod (%s): %s, %s\n' "$tool" "$sidecar" "$app"
   printf '%s\n' "${timeline[@]}"
-  printf '  total %d.%03ds\n' $((us / 1000000)) $((us % 1000000 / 1000))
+  if ((${#failures[@]})); then
+    printf 'FAIL: %s\n' "${failures[@]}" >&2
+    exit 1
+  fi
+  printf 'PASS: app and sidecar both exited 0; the pod took %ss\n' "$total"
 }
 sidecar_logs() { printf -- '--- sidecar logs ---\n'; "$tool" logs "$sidecar" 2>&1 || true; printf -- '---\n'; }
 
 "$tool" run --detach --name "$sidecar" "${hardening[@]}" "$SIDECAR_IMAGE" >/dev/null
-mark "sidecar started"
+mark "sidecar started" "its network namespace is the pod's"
 
 if ! "$tool" exec "$sidecar" /sidecar wait-ready --timeout "$ready_timeout"; then
+  mark "sidecar not ready" "after $ready_timeout"
   sidecar_logs
-  mark "sidecar never became ready"
-  show_timeline
-  die "the sidecar did not answer /readyz within $ready_timeout"
+  fail "the sidecar did not answer /readyz within $ready_timeout"
+  finish
 fi
-mark "sidecar ready (/readyz answered 200)"
+mark "sidecar ready" "/readyz answered 200"
 
-mark "app started"
+mark "app started" "joins the sidecar's network namespace"
 app_code=0
 "$tool" run --name "$app" --network "container:$sidecar" "${hardening[@]}" \
   --env "APP_SLEEP=$app_sleep" --env APP_SIDECAR_URL=http://127.0.0.1:8080/ \
   "$APP_IMAGE" || app_code=$?
-mark "app exited, code $app_code"
+mark "app exited" "exit code $app_code"
+((app_code == 0)) || fail "the app exited with code $app_code"
 
-mark "sidecar sent SIGTERM"
+if [[ $("$tool" inspect --format '{{.State.Running}}' "$sidecar") != true ]]; then
+  fail "the sidecar exited before the app"
+fi
+mark "sidecar SIGTERM" "$tool stop, SIGKILL after ${stop_timeout}s"
 "$tool" stop --time "$stop_timeout" "$sidecar" >/dev/null
 sidecar_code="$("$tool" inspect --format '{{.State.ExitCode}}' "$sidecar")"
-mark "sidecar exited, code $sidecar_code"
+mark "sidecar exited" "exit code $sidecar_code"
+((sidecar_code == 0)) || fail "the sidecar exited with code $sidecar_code (137: killed at the stop timeout)"
 
 sidecar_logs
-show_timeline
-((app_code == 0)) || die "the app exited with code $app_code"
-((sidecar_code == 0)) || die "the sidecar exited with code $sidecar_code (137: killed after ${stop_timeout}s)"
-printf 'pod: ok, both containers exited 0\n'
+finish

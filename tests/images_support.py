@@ -155,13 +155,14 @@ def save_image(tool: str, image: str, env: dict[str, str], dest: Path) -> SavedI
     return SavedImage(config=config, files=files, entries=entries)
 
 
-TIMELINE = re.compile(r"^\s+\+(?P<seconds>\d+\.\d{3})s\s+(?P<event>.+)$")
+# scripts/pod.sh's lines: "+S.mmms", then the event padded to 16 columns, then a detail.
+TIMELINE = re.compile(r"^ *\+(?P<seconds>\d+\.\d{3})s  (?P<event>.{16}) (?P<detail>.*)$")
 
 
-def timeline(output: str) -> list[tuple[float, str]]:
-    """The `+S.mmms event` lines that scripts/pod.sh prints, in order."""
+def timeline(output: str) -> list[tuple[float, str, str]]:
+    """The timeline lines that scripts/pod.sh prints: (seconds, event, detail), in order."""
     return [
-        (float(m["seconds"]), m["event"])
+        (float(m["seconds"]), m["event"].strip(), m["detail"])
         for m in map(TIMELINE.match, output.splitlines())
         if m
     ]

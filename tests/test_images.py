@@ -293,22 +293,22 @@ def check_pod_run(proc, tool: str, env: dict[str, str]) -> None:
     assert proc.returncode == 0, output
     assert "Sidecar application" in output, "the app got the sidecar's reply over 127.0.0.1"
     assert "main application" in proc.stdout.splitlines()
-    assert f"pod timeline ({tool}):" in output
+    assert f"pod ({tool}): " in output
     events = timeline(output)
-    assert [event for _, event in events] == [
-        "sidecar started",
-        "sidecar ready (/readyz answered 200)",
-        "app started",
-        "app exited, code 0",
-        "sidecar sent SIGTERM",
-        "sidecar exited, code 0",
+    assert [(event, detail) for _, event, detail in events] == [
+        ("sidecar started", "its network namespace is the pod's"),
+        ("sidecar ready", "/readyz answered 200"),
+        ("app started", "joins the sidecar's network namespace"),
+        ("app exited", "exit code 0"),
+        ("sidecar SIGTERM", f"{tool} stop, SIGKILL after {STOP_TIMEOUT}s"),
+        ("sidecar exited", "exit code 0"),
     ], output
-    times = [seconds for seconds, _ in events]
+    times = [seconds for seconds, _, _ in events]
     assert times == sorted(times)
     # The app ran its whole sleep, and the sidecar outlived it.
     assert times[3] - times[2] >= 1.0
     assert times[5] - times[4] < STOP_TIMEOUT / 2
-    assert re.search(r"^  total \d+\.\d{3}s$", output, re.M)
+    assert re.search(r"^PASS: app and sidecar both exited 0; the pod took \d+\.\d{3}s$", output, re.M)
     print(f"\n{output}", file=sys.stderr)
     assert_no_pod_containers_left(tool, env)
 
@@ -337,9 +337,11 @@ def test_pod_fails_when_the_app_fails(built):
     proc = run(["scripts/pod.sh"], env, timeout=120, check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output
-    assert "app exited, code 2" in output
-    assert "sidecar exited, code 0" in output
-    assert "the app exited with code 2" in output
+    events = [(event, detail) for _, event, detail in timeline(output)]
+    assert ("app exited", "exit code 2") in events
+    assert events[-1] == ("sidecar exited", "exit code 0")
+    assert "FAIL: the app exited with code 2" in output
+    assert "PASS" not in output
     assert_no_pod_containers_left("podman", env)
 
 
