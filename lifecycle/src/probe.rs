@@ -1,0 +1,226 @@
+//! A minimal HTTP client for one job: GET a URL until it answers 200.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// The most of a reply body that is read. The sidecar's replies are a line.
+const MAX_BODY: usize = 64 * 1024;
+/// Retries start fast, since a sidecar is usually up within milliseconds,
+/// and slow down so that a sidecar that is slow to start is not flooded.
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// An `http://` URL whose host is an IP address, such as
+/// `http://127.0.0.1:8080/readyz`.
+///
+/// Names are refused on purpose: the binaries are linked statically, and a
+/// static glibc cannot load the NSS modules that name lookups go through,
+/// not even for `localhost`. Containers of one Pod share a network namespace,
+/// so a sidecar is always at `127.0.0.1` anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    uri: Uri,
+    addr: SocketAddr,
+}
+
+/// Why a string is not an [`HttpUrl`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error("not a URL: {0}")]
+    Syntax(String),
+    /// Not `http://`.
+    #[error("only http:// URLs are supported")]
+    Scheme,
+    /// The host is a name, not an IP address.
+    #[error(
+        "the host must be an IP address such as 127.0.0.1, not a name (static binaries do no name lookups)"
+    )]
+    HostName,
+}
+
+impl FromStr for HttpUrl {
+    type Err = UrlError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let uri: Uri = text
+            .parse()
+            .map_err(|err: hyper::http::uri::InvalidUri| UrlError::Syntax(err.to_string()))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(UrlError::Scheme);
+        }
+        let host = uri.host().ok_or(UrlError::HostName)?;
+        // An IPv6 literal keeps its brackets in the URI's host.
+        let ip: IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| UrlError::HostName)?;
+        let addr = SocketAddr::new(ip, uri.port_u16().unwrap_or(80));
+        Ok(Self { uri, addr })
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.uri.fmt(f)
+    }
+}
+
+/// Why one GET did not answer 200.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// The TCP connection failed: usually refused, as nothing listens yet.
+    #[error("cannot connect: {0}")]
+    Connect(#[from] std::io::Error),
+    /// The connection broke or the reply was not HTTP.
+    #[error("HTTP error: {0}")]
+    Http(#[from] hyper::Error),
+    /// The body could not be read, or was larger than expected.
+    #[error("cannot read the reply: {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    /// An answer, but not 200.
+    #[error("answered {0}")]
+    Status(StatusCode),
+}
+
+/// A wait that ran out of time.
+#[derive(Debug, thiserror::Error)]
+#[error("{url} did not answer 200 within {}: {}", humantime::format_duration(*.within), last_error_text(.last_error))]
+pub struct WaitError {
+    /// What was asked.
+    pub url: HttpUrl,
+    /// How long it was given.
+    pub within: Duration,
+    /// What the last attempt saw, if any attempt finished.
+    pub last_error: Option<AttemptError>,
+}
+
+fn last_error_text(last_error: &Option<AttemptError>) -> String {
+    match last_error {
+        Some(err) => err.to_string(),
+        None => "no attempt finished".to_owned(),
+    }
+}
+
+/// One GET. Returns the body of a 200 answer.
+pub async fn get(url: &HttpUrl) -> Result<Bytes, AttemptError> {
+    let stream = TcpStream::connect(url.addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    // The connection object does the I/O; it ends once `sender` is dropped.
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(%err, "probe connection ended with an error");
+        }
+    });
+
+    let path = url.uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = Request::get(path)
+        .header(hyper::header::HOST, url.addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .expect("a GET with a parsed path and a socket address as host is a valid request");
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(AttemptError::Body)?
+        .to_bytes();
+    if status != StatusCode::OK {
+        return Err(AttemptError::Status(status));
+    }
+    Ok(body)
+}
+
+/// GETs `url` until it answers 200, for at most `within`, backing off between
+/// attempts. Returns the body of the first 200 answer.
+pub async fn wait_until_ok(url: &HttpUrl, within: Duration) -> Result<Bytes, WaitError> {
+    let mut last_error = None;
+    let attempts = async {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match get(url).await {
+                Ok(body) => return body,
+                Err(err) => {
+                    tracing::debug!(%url, %err, "not ready yet");
+                    last_error = Some(err);
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    };
+    // The deadline covers the attempts too, so a peer that accepts and never
+    // answers cannot hold the wait past it.
+    match tokio::time::timeout(within, attempts).await {
+        Ok(body) => Ok(body),
+        Err(_) => Err(WaitError {
+            url: url.clone(),
+            within,
+            last_error,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ip_urls() {
+        let url: HttpUrl = "http://127.0.0.1:8080/readyz".parse().unwrap();
+        assert_eq!(url.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(url.to_string(), "http://127.0.0.1:8080/readyz");
+
+        let url: HttpUrl = "http://[::1]/".parse().unwrap();
+        assert_eq!(url.addr, "[::1]:80".parse().unwrap());
+    }
+
+    #[test]
+    fn refuses_names_other_schemes_and_garbage() {
+        assert_eq!(
+            "http://localhost:8080/".parse::<HttpUrl>(),
+            Err(UrlError::HostName)
+        );
+        assert_eq!(
+            "https://127.0.0.1/".parse::<HttpUrl>(),
+            Err(UrlError::Scheme)
+        );
+        assert_eq!("127.0.0.1:8080".parse::<HttpUrl>(), Err(UrlError::Scheme));
+        assert!(matches!(
+            "http://a b".parse::<HttpUrl>(),
+            Err(UrlError::Syntax(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_wait_on_a_closed_port_ends_with_the_last_error() {
+        // Bind and drop to find a port that nothing listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let url: HttpUrl = format!("http://{addr}/").parse().unwrap();
+
+        let err = wait_until_ok(&url, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.last_error, Some(AttemptError::Connect(_))),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("did not answer 200 within 200ms: cannot connect"),
+            "{err}"
+        );
+    }
+}
