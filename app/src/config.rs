@@ -1,0 +1,85 @@
+//! The app's flags. Each can also be set from the environment, the way a
+//! Pod spec sets it.
+
+use std::time::Duration;
+
+use clap::Parser;
+use lifecycle::logging::LogArgs;
+use lifecycle::{HttpUrl, parse_duration};
+
+/// The Job's main container: does its work (a sleep), prints
+/// `main application` and exits 0. Stopped early by SIGTERM or SIGINT, it exits
+/// 143 or 130, so that unfinished work never looks like success.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Config {
+    /// How long the work takes.
+    #[arg(long, env = "APP_SLEEP", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub sleep: Duration,
+
+    /// Before working, GET this URL until it answers 200 and print the reply:
+    /// proof that the sidecar was up first. An IP address, not a name
+    /// (e.g. http://127.0.0.1:8080/). Unset: no check.
+    #[arg(long, env = "APP_SIDECAR_URL", value_name = "URL")]
+    pub sidecar_url: Option<HttpUrl>,
+
+    /// How long to keep trying the sidecar before giving up with exit code 1.
+    #[arg(long, env = "APP_SIDECAR_WAIT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub sidecar_wait: Duration,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("app").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.sleep, Duration::from_secs(30));
+        assert_eq!(config.sidecar_url, None);
+        assert_eq!(config.sidecar_wait, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn takes_durations_and_a_url() {
+        let config = parse(&[
+            "--sleep",
+            "500ms",
+            "--sidecar-url",
+            "http://127.0.0.1:8080/",
+            "--sidecar-wait",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(config.sleep, Duration::from_millis(500));
+        assert_eq!(
+            config.sidecar_url.unwrap().to_string(),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(config.sidecar_wait, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_flag() {
+        for (args, needle) in [
+            (&["--sleep", "soon"][..], "--sleep"),
+            (
+                &["--sidecar-url", "http://localhost:8080/"][..],
+                "IP address",
+            ),
+            (&["--sidecar-wait", "10"][..], "--sidecar-wait"),
+            (&["--frobnicate"][..], "--frobnicate"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains(needle), "{args:?}: {err}");
+        }
+    }
+}

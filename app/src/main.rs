@@ -1,0 +1,73 @@
+//! The Job's main container.
+//!
+//! Its lifecycle, top to bottom:
+//! 1. Parse the flags; a bad one is a usage error (exit 2).
+//! 2. Install the SIGTERM and SIGINT handlers, first, since in a container
+//!    this process is PID 1 and would otherwise ignore them.
+//! 3. Optionally wait until the sidecar answers, and print its reply.
+//! 4. Work (sleep), print `main application`, exit 0.
+//!
+//! A signal during 3 or 4 ends the process at once with 143 (SIGTERM) or 130
+//! (SIGINT). In a Job that matters: exit 0 would tell Kubernetes the work was
+//! done.
+//!
+//! Try it: `cargo run -p app -- --sleep 5s`, then Ctrl-C or `kill <pid>`.
+
+mod config;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use lifecycle::ShutdownSignals;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(err) = lifecycle::logging::init(&config.log) {
+        eprintln!("app: {err}");
+        return ExitCode::from(2);
+    }
+    match run(&config).await {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: &Config) -> anyhow::Result<ExitCode> {
+    let mut signals = ShutdownSignals::install().context("cannot install signal handlers")?;
+    tokio::select! {
+        finished = work(config) => finished.map(|()| ExitCode::SUCCESS),
+        signal = signals.recv() => {
+            warn!(signal = signal.name(), "stopped before the work finished");
+            Ok(ExitCode::from(signal.exit_code()))
+        }
+    }
+}
+
+async fn work(config: &Config) -> anyhow::Result<()> {
+    // Write through a handle rather than println!, which panics when stdout
+    // is closed: a failed write is an error with a message, like any other.
+    let mut stdout = std::io::stdout();
+    if let Some(url) = &config.sidecar_url {
+        info!(%url, "waiting for the sidecar");
+        let reply = lifecycle::wait_until_ok(url, config.sidecar_wait)
+            .await
+            .context("the sidecar is not up")?;
+        let reply = String::from_utf8_lossy(&reply);
+        writeln!(stdout, "sidecar replied: {}", reply.trim_end())
+            .context("cannot write to stdout")?;
+    }
+    info!(sleep = ?config.sleep, "working");
+    tokio::time::sleep(config.sleep).await;
+    writeln!(stdout, "main application").context("cannot write to stdout")?;
+    info!("done");
+    Ok(())
+}
