@@ -1,0 +1,131 @@
+//! The sidecar's flags. Each can also be set from the environment, the way a
+//! Pod spec sets it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lifecycle::logging::LogArgs;
+use lifecycle::{HttpUrl, parse_duration};
+
+use crate::server::Settings;
+
+/// The Job's native sidecar: an HTTP server that answers `Sidecar application`,
+/// and on SIGTERM stops accepting, finishes what is in flight and exits 0.
+#[derive(Debug, Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wait until a sidecar answers 200, then exit 0 (exit 1 at the timeout).
+    /// For a `postStart` exec hook: the image has no shell or curl.
+    WaitReady(WaitReadyArgs),
+}
+
+/// Flags of the server (the default command).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(
+        long,
+        env = "SIDECAR_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// How long to let in-flight requests finish after SIGTERM. Keep it well
+    /// under the Pod's terminationGracePeriodSeconds (30s by default).
+    #[arg(long, env = "SIDECAR_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// How long a client may take to send a request's headers.
+    #[arg(long, env = "SIDECAR_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            shutdown_timeout: self.shutdown_timeout,
+            header_read_timeout: self.header_read_timeout,
+        }
+    }
+}
+
+/// Flags of `wait-ready`.
+#[derive(Debug, Args)]
+pub struct WaitReadyArgs {
+    /// The URL to GET. An IP address, not a name.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080/readyz"
+    )]
+    pub url: HttpUrl,
+
+    /// How long to keep trying.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sidecar").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let cli = parse(&[]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(cli.serve.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(cli.serve.header_read_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn wait_ready_has_its_own_defaults() {
+        let cli = parse(&["wait-ready"]).unwrap();
+        let Some(Command::WaitReady(args)) = cli.command else {
+            panic!("expected wait-ready, got {:?}", cli.command);
+        };
+        assert_eq!(args.url.to_string(), "http://127.0.0.1:8080/readyz");
+        assert_eq!(args.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_flag() {
+        for (args, needle) in [
+            (&["--listen", "8080"][..], "--listen"),
+            (&["--listen", "localhost:8080"][..], "--listen"),
+            (&["--shutdown-timeout", "5"][..], "--shutdown-timeout"),
+            (
+                &["wait-ready", "--url", "http://sidecar/"][..],
+                "IP address",
+            ),
+            (
+                &["--listen", "127.0.0.1:1", "wait-ready"][..],
+                "cannot be used with",
+            ),
+            (&["--frobnicate"][..], "--frobnicate"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert!(err.to_string().contains(needle), "{args:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The Job's native sidecar.
+//!
+//! Its lifecycle, top to bottom:
+//! 1. Parse the flags; a bad one is a usage error (exit 2).
+//! 2. Install the SIGTERM and SIGINT handlers, first, since in a container
+//!    this process is PID 1 and would otherwise ignore them.
+//! 3. Bind; an address in use or not ours is a start-up error (exit 1).
+//! 4. Serve until the first signal. The kubelet sends SIGTERM once the Job's
+//!    main container has exited.
+//! 5. Drain within `--shutdown-timeout`, log what was served, exit 0: for a
+//!    sidecar, being told to stop is the normal end. A second signal during
+//!    the drain exits at once, with 143 (SIGTERM) or 130 (SIGINT).
+//!
+//! Try it: `cargo run -p sidecar -- --listen 127.0.0.1:8080`, then
+//! `curl 127.0.0.1:8080/` and Ctrl-C.
+
+mod accept_backoff;
+mod config;
+mod routes;
+mod server;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use lifecycle::ShutdownSignals;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::{Cli, Command, ServeArgs, WaitReadyArgs};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(err) = lifecycle::logging::init(&cli.log) {
+        eprintln!("sidecar: {err}");
+        return ExitCode::from(2);
+    }
+    let outcome = match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::WaitReady(args)) => wait_ready(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut signals = ShutdownSignals::install().context("cannot install signal handlers")?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    info!(address = %listener.local_addr()?, "listening");
+
+    let shutdown = async move {
+        let signal = signals.recv().await;
+        info!(signal = signal.name(), "shutting down");
+        signals.exit_on_next();
+    };
+    let report = server::run(listener, args.settings(), shutdown).await;
+
+    if report.drained {
+        info!(requests_served = report.requests_served, drain = ?report.drain, "stopped");
+    } else {
+        warn!(
+            requests_served = report.requests_served,
+            drain = ?report.drain,
+            "stopped at the shutdown deadline; closed the connections still open"
+        );
+    }
+    Ok(())
+}
+
+async fn wait_ready(args: WaitReadyArgs) -> anyhow::Result<()> {
+    lifecycle::wait_until_ok(&args.url, args.timeout).await?;
+    info!(url = %args.url, "ready");
+    Ok(())
+}
