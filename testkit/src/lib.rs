@@ -1,0 +1,13 @@
+//! Test-only helpers for the process-level tests of `app` and `sidecar`.
+//!
+//! The contract these binaries have with the kubelet is about processes:
+//! exit codes, signals, timing, what goes to stdout and what to stderr. So
+//! their tests run the built binaries ([`Process`]), also as PID 1 of a new
+//! PID namespace, as in a container ([`pid1`]), and wait for log lines and
+//! exits with deadlines instead of sleeping.
+
+mod http;
+mod process;
+
+pub use http::{HttpResponse, get, request, server_has_read_everything};
+pub use process::{Exit, Process, pid1};

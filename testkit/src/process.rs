@@ -1,0 +1,241 @@
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How a process ended, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Exit {
+    /// Its status.
+    pub status: ExitStatus,
+    /// When the waiting thread saw it end.
+    pub at: Instant,
+}
+
+impl Exit {
+    /// The exit code; panics if the process was killed by a signal instead,
+    /// which for these binaries always means a missing handler.
+    pub fn code(&self) -> i32 {
+        match self.status.code() {
+            Some(code) => code,
+            None => panic!("killed by a signal instead of exiting: {:?}", self.status),
+        }
+    }
+}
+
+/// Lines a child wrote to stderr, shared with the thread that reads them.
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+/// A running child process whose stdout and stderr are captured.
+pub struct Process {
+    pid: u32,
+    stderr: Arc<Lines>,
+    stdout: Option<JoinHandle<String>>,
+    exited: Receiver<Exit>,
+    exit: Option<Exit>,
+}
+
+impl Process {
+    /// Starts `command` with stdout and stderr captured and stdin closed.
+    pub fn spawn(mut command: Command) -> Process {
+        let mut child: Child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+        let pid = child.id();
+
+        let stderr = Arc::new(Lines::default());
+        let mut stderr_pipe = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let lines = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stderr_pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
+                // Echo, so that a failing test shows what the binary logged.
+                eprint!("    | {line}");
+                lines
+                    .lines
+                    .lock()
+                    .expect("not poisoned")
+                    .push(line.trim_end().to_owned());
+                lines.grew.notify_all();
+                line.clear();
+            }
+        });
+
+        let mut stdout_pipe = child.stdout.take().expect("stdout is piped");
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout_pipe.read_to_string(&mut text);
+            text
+        });
+
+        let (sender, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let status = child.wait().expect("wait for the child");
+            let _ = sender.send(Exit {
+                status,
+                at: Instant::now(),
+            });
+        });
+
+        Process {
+            pid,
+            stderr,
+            stdout: Some(stdout),
+            exited,
+            exit: None,
+        }
+    }
+
+    /// The child's process ID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits until a stderr line contains `needle`, and returns that line.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut lines = self.stderr.lines.lock().expect("not poisoned");
+        loop {
+            if let Some(line) = lines.iter().find(|line| line.contains(needle)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no log line with {needle:?} within {within:?}; stderr: {lines:#?}"
+            );
+            lines = self
+                .stderr
+                .grew
+                .wait_timeout(lines, left)
+                .expect("not poisoned")
+                .0;
+        }
+    }
+
+    /// Everything written to stderr so far, a line each.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lines.lock().expect("not poisoned").clone()
+    }
+
+    /// Sends `signal` (a name such as `TERM`) to `pid`, and returns when.
+    pub fn signal_pid(pid: u32, signal: &str) -> Instant {
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} {pid} failed");
+        sent
+    }
+
+    /// Sends `signal` (a name such as `TERM`) to the child, and returns when.
+    pub fn signal(&self, signal: &str) -> Instant {
+        Self::signal_pid(self.pid, signal)
+    }
+
+    /// Waits for the child to exit; fails the test after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Exit {
+        if let Some(exit) = self.exit {
+            return exit;
+        }
+        match self.exited.recv_timeout(within) {
+            Ok(exit) => {
+                self.exit = Some(exit);
+                exit
+            }
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "still running after {within:?}; stderr: {:#?}",
+                self.stderr()
+            ),
+            Err(RecvTimeoutError::Disconnected) => unreachable!("the waiting thread always sends"),
+        }
+    }
+
+    /// Whether the child is still running after `within`.
+    pub fn still_running_after(&mut self, within: Duration) -> bool {
+        match self.exited.recv_timeout(within) {
+            Ok(exit) => {
+                self.exit = Some(exit);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// All the child wrote to stdout. Call after [`Process::wait_exit`].
+    pub fn stdout(&mut self) -> String {
+        assert!(
+            self.exit.is_some(),
+            "stdout is complete only once the child has exited"
+        );
+        self.stdout
+            .take()
+            .map(|reader| reader.join().expect("stdout reader"))
+            .unwrap_or_default()
+    }
+
+    /// The PID, in this namespace, of the child's own first child: the
+    /// process that `unshare --fork` runs as PID 1 of the new namespace.
+    pub fn first_child_pid(&self, within: Duration) -> u32 {
+        let path = format!("/proc/{0}/task/{0}/children", self.pid);
+        let deadline = Instant::now() + within;
+        loop {
+            let children = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next() {
+                return pid.parse().expect("a PID");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} has no child within {within:?}",
+                self.pid
+            );
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Never leave a server behind when a test fails half-way.
+        if self.exit.is_none() && self.exited.try_recv().is_err() {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Wraps `program` and `args` so that the program runs as PID 1 of a new PID
+/// namespace, where the kernel ignores any signal it has no handler for,
+/// exactly as for a container's entrypoint.
+///
+/// Returns `None`, after saying why on stderr, where this machine does not
+/// allow it (it needs root or user namespaces). The caller then skips.
+pub fn pid1(program: &str, args: &[&str]) -> Option<Command> {
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|status| status.success()) {
+        eprintln!(
+            "SKIPPED: `unshare --pid --fork --mount-proc` is not permitted here, so the PID 1 test cannot run"
+        );
+        return None;
+    }
+    let mut command = Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child", program])
+        .args(args);
+    Some(command)
+}
