@@ -1,0 +1,319 @@
+//! The sidecar's contract with the kubelet, tested on the built binary:
+//! what it answers, and how it stops.
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use testkit::{HttpResponse, Process, get, request, server_has_read_everything};
+
+/// Generous bounds: these are promises about behaviour, not benchmarks.
+const STARTUP: Duration = Duration::from_secs(10);
+const PROMPT_EXIT: Duration = Duration::from_secs(1);
+
+/// A sidecar on a free loopback port, and that port.
+fn start(extra_args: &[&str]) -> (Process, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra_args)
+        .env("RUST_LOG", "info");
+    let sidecar = Process::spawn(command);
+    let addr = listening_address(&sidecar);
+    (sidecar, addr)
+}
+
+fn listening_address(sidecar: &Process) -> SocketAddr {
+    let line = sidecar.wait_for_log("listening", STARTUP);
+    let addr = line.rsplit("address=").next().expect("an address field");
+    addr.parse()
+        .unwrap_or_else(|err| panic!("{addr:?} in {line:?}: {err}"))
+}
+
+/// Opens a connection and sends the start of a request head, then waits
+/// until the server has read those bytes: from then on the request is in
+/// flight as far as the server can tell.
+fn start_request(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n")
+        .unwrap();
+    let client = stream.local_addr().unwrap();
+    let deadline = Instant::now() + STARTUP;
+    while !server_has_read_everything(addr, client) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never read the request's first bytes"
+        );
+        std::thread::yield_now();
+    }
+    stream
+}
+
+#[test]
+fn answers_every_endpoint_as_documented() {
+    let (mut sidecar, addr) = start(&[]);
+
+    let root = get(addr, "/");
+    assert_eq!(root.status, 200);
+    assert_eq!(root.text(), "Sidecar application\n");
+    assert_eq!(
+        root.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+
+    let head = request(
+        addr,
+        b"HEAD / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("20"));
+    assert!(
+        head.body.is_empty(),
+        "HEAD must not send a body: {:?}",
+        head.text()
+    );
+
+    assert_eq!(get(addr, "/healthz").status, 200);
+    let ready = get(addr, "/readyz");
+    assert_eq!((ready.status, ready.text().as_str()), (200, "ready\n"));
+    assert_eq!(get(addr, "/nope").status, 404);
+
+    let post = request(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+
+    sidecar.signal("TERM");
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    sidecar.wait_for_log("requests_served=6", PROMPT_EXIT);
+}
+
+#[test]
+fn sigterm_when_idle_exits_0_promptly() {
+    let (mut sidecar, _) = start(&[]);
+    let sent = sidecar.signal("TERM");
+    let exit = sidecar.wait_exit(PROMPT_EXIT);
+    assert_eq!(exit.code(), 0);
+    assert!(exit.at - sent < PROMPT_EXIT);
+    sidecar.wait_for_log("stopped requests_served=0", PROMPT_EXIT);
+}
+
+#[test]
+fn sigint_is_a_clean_stop_too() {
+    let (mut sidecar, _) = start(&[]);
+    sidecar.signal("INT");
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    sidecar.wait_for_log("signal=\"SIGINT\"", PROMPT_EXIT);
+}
+
+#[test]
+fn a_request_in_flight_at_sigterm_gets_its_full_answer() {
+    // A long deadline, so that only a completed drain can end it quickly.
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "30s"]);
+    let mut stream = start_request(addr);
+
+    sidecar.signal("TERM");
+    sidecar.wait_for_log("stopped accepting", PROMPT_EXIT);
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "a new connection was accepted during the drain"
+    );
+
+    // Finish the request only now, well into the drain.
+    stream.write_all(b"\r\n").unwrap();
+    let response = HttpResponse::read_from(&mut BufReader::new(stream)).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "Sidecar application\n");
+    assert_eq!(
+        response.header("connection"),
+        Some("close"),
+        "the drain must close the connection after the answer"
+    );
+
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    sidecar.wait_for_log("stopped requests_served=1", PROMPT_EXIT);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_does_not_delay_shutdown() {
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "30s"]);
+    let mut stream = BufReader::new(TcpStream::connect(addr).unwrap());
+    stream
+        .get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let response = HttpResponse::read_from(&mut stream).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("connection"),
+        None,
+        "the connection should stay open for reuse"
+    );
+
+    let sent = sidecar.signal("TERM");
+    let exit = sidecar.wait_exit(PROMPT_EXIT);
+    assert_eq!(exit.code(), 0);
+    assert!(exit.at - sent < PROMPT_EXIT);
+    sidecar.wait_for_log("stopped requests_served=1", PROMPT_EXIT);
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off_at_the_deadline() {
+    // The header-read timeout is longer than the deadline, so only the
+    // deadline can end the drain.
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "1s", "--header-read-timeout", "1m"]);
+    let _stuck = start_request(addr);
+
+    let sent = sidecar.signal("TERM");
+    let exit = sidecar.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        exit.code(),
+        0,
+        "reaching the deadline is still a clean stop"
+    );
+    let took = exit.at - sent;
+    assert!(
+        took >= Duration::from_secs(1),
+        "exited before the deadline ({took:?}): the request was dropped"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?}, the deadline is 1s"
+    );
+    sidecar.wait_for_log("stopped at the shutdown deadline", PROMPT_EXIT);
+}
+
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once() {
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "30s"]);
+    let _stuck = start_request(addr);
+
+    sidecar.signal("TERM");
+    sidecar.wait_for_log("stopped accepting", PROMPT_EXIT);
+    let sent = sidecar.signal("TERM");
+    let exit = sidecar.wait_exit(PROMPT_EXIT);
+    assert_eq!(exit.code(), 143, "a forced stop is not a clean one");
+    assert!(exit.at - sent < PROMPT_EXIT);
+    sidecar.wait_for_log("second signal", PROMPT_EXIT);
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_error_and_exit_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut sidecar = Process::spawn({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        command.args(["--listen", &addr]);
+        command
+    });
+    assert_eq!(sidecar.wait_exit(STARTUP).code(), 1);
+    let stderr = sidecar.stderr();
+    assert_eq!(stderr.len(), 1, "expected one line: {stderr:#?}");
+    assert!(
+        stderr[0].contains(&format!("cannot listen on {addr}: Address already in use")),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for (args, expected) in [
+        (
+            &["--no-such-flag"][..],
+            "unexpected argument '--no-such-flag'",
+        ),
+        (
+            &["--shutdown-timeout", "soon"][..],
+            "invalid value 'soon' for '--shutdown-timeout <DURATION>'",
+        ),
+        (
+            &["--listen", "nowhere"][..],
+            "invalid value 'nowhere' for '--listen <ADDR>'",
+        ),
+    ] {
+        let mut sidecar = Process::spawn({
+            let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+            command.args(args);
+            command
+        });
+        assert_eq!(sidecar.wait_exit(STARTUP).code(), 2, "{args:?}");
+        let stderr = sidecar.stderr().join("\n");
+        assert!(
+            stderr.starts_with(&format!("error: {expected}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn wait_ready_exits_0_once_the_sidecar_answers_and_1_when_it_never_does() {
+    let (mut sidecar, addr) = start(&[]);
+    let url = format!("http://{addr}/readyz");
+    let mut waiter = Process::spawn({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        command.args(["wait-ready", "--url", &url, "--timeout", "5s"]);
+        command
+    });
+    assert_eq!(waiter.wait_exit(STARTUP).code(), 0);
+
+    sidecar.signal("TERM");
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+
+    let mut waiter = Process::spawn({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        command.args(["wait-ready", "--url", &url, "--timeout", "300ms"]);
+        command
+    });
+    assert_eq!(waiter.wait_exit(STARTUP).code(), 1);
+    let stderr = waiter.stderr();
+    assert_eq!(stderr.len(), 1, "{stderr:#?}");
+    assert!(
+        stderr[0].contains(&format!(
+            "{url} did not answer 200 within 300ms: cannot connect"
+        )),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn as_pid_1_sigterm_still_drains_and_exits_0() {
+    let Some(command) = testkit::pid1(env!("CARGO_BIN_EXE_sidecar"), &["--listen", "127.0.0.1:0"])
+    else {
+        return;
+    };
+    let mut unshare = Process::spawn(command);
+    let addr = listening_address(&unshare);
+    assert_eq!(get(addr, "/").status, 200);
+
+    // Signal the namespace's PID 1 itself: `unshare` does not forward signals.
+    let init = unshare.first_child_pid(STARTUP);
+    let sent = Process::signal_pid(init, "TERM");
+    let exit = unshare.wait_exit(PROMPT_EXIT);
+    assert_eq!(exit.code(), 0);
+    assert!(exit.at - sent < PROMPT_EXIT);
+    unshare.wait_for_log("stopped requests_served=1", PROMPT_EXIT);
+}
+
+#[test]
+fn as_pid_1_a_process_without_handlers_ignores_sigterm() {
+    // The control for the test above: it shows that the namespace really
+    // drops unhandled signals, so the sidecar's exit there is its own doing.
+    let Some(command) = testkit::pid1("sleep", &["30"]) else {
+        return;
+    };
+    let mut unshare = Process::spawn(command);
+    let init = unshare.first_child_pid(STARTUP);
+    Process::signal_pid(init, "TERM");
+    assert!(
+        unshare.still_running_after(Duration::from_millis(300)),
+        "PID 1 without a handler died of SIGTERM"
+    );
+}
