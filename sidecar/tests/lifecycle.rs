@@ -1,6 +1,9 @@
 //! The sidecar's contract with the kubelet, tested on the built binary:
 //! what it answers, and how it stops.
 
+// Helpers too may unwrap: in a test, a panic is a failure with a line number.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
