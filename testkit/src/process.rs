@@ -36,6 +36,7 @@ struct Lines {
 pub struct Process {
     pid: u32,
     stderr: Arc<Lines>,
+    stderr_reader: Option<JoinHandle<()>>,
     stdout: Option<JoinHandle<String>>,
     exited: Receiver<Exit>,
     exit: Option<Exit>,
@@ -55,7 +56,7 @@ impl Process {
         let stderr = Arc::new(Lines::default());
         let mut stderr_pipe = BufReader::new(child.stderr.take().expect("stderr is piped"));
         let lines = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut line = String::new();
             while stderr_pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
                 // Echo, so that a failing test shows what the binary logged.
@@ -89,6 +90,7 @@ impl Process {
         Process {
             pid,
             stderr,
+            stderr_reader: Some(stderr_reader),
             stdout: Some(stdout),
             exited,
             exit: None,
@@ -151,6 +153,11 @@ impl Process {
         match self.exited.recv_timeout(within) {
             Ok(exit) => {
                 self.exit = Some(exit);
+                // The last lines may still be in the pipe: read them all, so
+                // that assertions on stderr see everything.
+                if let Some(reader) = self.stderr_reader.take() {
+                    reader.join().expect("stderr reader");
+                }
                 exit
             }
             Err(RecvTimeoutError::Timeout) => panic!(
