@@ -33,18 +33,32 @@ pub struct Config {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("app").chain(args.iter().copied()))
     }
 
+    /// The defaults as declared, read through clap rather than by parsing,
+    /// so that an APP_* variable in the test's environment cannot interfere.
+    fn default_of(flag: &str) -> Option<String> {
+        let command = Config::command();
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(flag))?;
+        arg.get_default_values()
+            .first()
+            .map(|value| value.to_string_lossy().into_owned())
+    }
+
     #[test]
     fn defaults_match_the_documentation() {
-        let config = parse(&[]).unwrap();
-        assert_eq!(config.sleep, Duration::from_secs(30));
-        assert_eq!(config.sidecar_url, None);
-        assert_eq!(config.sidecar_wait, Duration::from_secs(10));
+        assert_eq!(default_of("sleep").as_deref(), Some("30s"));
+        assert_eq!(default_of("sidecar-url"), None);
+        assert_eq!(default_of("sidecar-wait").as_deref(), Some("10s"));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
     }
 
     #[test]
