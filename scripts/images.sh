@@ -21,18 +21,11 @@ source images.env
 
 die() { printf 'images: %s\n' "$*" >&2; exit 1; }
 
-tool="${CONTAINER_TOOL:-}"
-if [[ -z $tool ]]; then
-  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-    tool=docker
-  elif command -v podman >/dev/null; then
-    tool=podman
-  else
-    die "no container tool: install Docker (with buildx) or podman"
-  fi
-fi
-[[ $tool == docker || $tool == podman ]] || die "CONTAINER_TOOL must be docker or podman, not '$tool'"
-command -v "$tool" >/dev/null || die "$tool not found"
+# shellcheck source=SCRIPTDIR/lib/engine.sh
+source "$repo/scripts/lib/engine.sh"
+find_engine
+tool="$engine"
+[[ -n $tool ]] || die "no container engine answers: install Docker or podman (\`${CONTAINER_TOOL:-docker} info\` must work)"
 
 args=(--file docker/Dockerfile --build-arg "VERSION=$VERSION")
 # shellcheck disable=SC2206 # BUILD_OPTS is a list of flags on purpose.

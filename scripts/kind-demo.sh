@@ -76,24 +76,8 @@ node_image=$(awk '$1 == "image:" { print $2; exit }' "$config")
 node_version=${node_image#*:}
 node_version=${node_version%%@*}
 
-# Sets engine to the container tool whose engine answers, or leaves it empty.
-find_engine() {
-	engine=
-	case ${CONTAINER_TOOL:-} in
-		"") candidates="docker podman" ;;
-		docker | podman) candidates=$CONTAINER_TOOL ;;
-		*)
-			say "error: CONTAINER_TOOL must be docker or podman, not $CONTAINER_TOOL"
-			exit 2
-			;;
-	esac
-	for tool in $candidates; do
-		if command -v "$tool" >/dev/null 2>&1 && "$tool" info >/dev/null 2>&1; then
-			engine=$tool
-			return 0
-		fi
-	done
-}
+# shellcheck source=scripts/lib/engine.sh
+. "$root/scripts/lib/engine.sh"
 
 # Checks every tool before anything runs, and names everything missing in one message.
 check_tools() {

@@ -23,18 +23,11 @@ source "$repo/images.env"
 
 die() { printf 'pod: %s\n' "$*" >&2; exit 1; }
 
-tool="${CONTAINER_TOOL:-}"
-if [[ -z $tool ]]; then
-  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-    tool=docker
-  elif command -v podman >/dev/null; then
-    tool=podman
-  else
-    die "no container tool: install Docker or podman"
-  fi
-fi
-[[ $tool == docker || $tool == podman ]] || die "CONTAINER_TOOL must be docker or podman, not '$tool'"
-command -v "$tool" >/dev/null || die "$tool not found"
+# shellcheck source=SCRIPTDIR/lib/engine.sh
+source "$repo/scripts/lib/engine.sh"
+find_engine
+tool="$engine"
+[[ -n $tool ]] || die "no container engine answers: install Docker or podman (\`${CONTAINER_TOOL:-docker} info\` must work)"
 for image in "$SIDECAR_IMAGE" "$APP_IMAGE"; do
   "$tool" image inspect "$image" >/dev/null 2>&1 || die "$tool has no image $image: run 'make images' first"
 done
@@ -57,28 +50,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Microseconds since the epoch, from bash itself (no fork) so the timeline stays precise.
-now() { local t=$EPOCHREALTIME; printf '%s' "${t/./}"; }
-seconds() { printf '%d.%03d' $(($1 / 1000000)) $(($1 % 1000000 / 1000)); }
-start="$(now)"
-timeline=()
-# mark <event> [detail]: one timeline line, in the layout of the kind demo's (scripts/timeline.awk).
-mark() {
-  timeline+=("$(printf '%9s  %-16s %s' "+$(seconds $(($(now) - start)))s" "$1" "${2:-}")")
-}
-failures=()
-fail() { failures+=("$1"); }
-finish() {
-  local total
-  total="$(seconds $(($(now) - start)))"
-  printf '\npod (%s): %s, %s\n' "$tool" "$sidecar" "$app"
-  printf '%s\n' "${timeline[@]}"
-  if ((${#failures[@]})); then
-    printf 'FAIL: %s\n' "${failures[@]}" >&2
-    exit 1
-  fi
-  printf 'PASS: app and sidecar both exited 0; the pod took %ss\n' "$total"
-}
+# shellcheck source=SCRIPTDIR/lib/timeline.bash
+source "$repo/scripts/lib/timeline.bash"
+timeline_start
 sidecar_logs() { printf -- '--- sidecar logs ---\n'; "$tool" logs "$sidecar" 2>&1 || true; printf -- '---\n'; }
 
 "$tool" run --detach --name "$sidecar" "${hardening[@]}" "$SIDECAR_IMAGE" >/dev/null
@@ -88,7 +62,7 @@ if ! "$tool" exec "$sidecar" /sidecar wait-ready --timeout "$ready_timeout"; the
   mark "sidecar not ready" "after $ready_timeout"
   sidecar_logs
   fail "the sidecar did not answer /readyz within $ready_timeout"
-  finish
+  finish "pod ($tool): $sidecar, $app" "app and sidecar both exited 0"
 fi
 mark "sidecar ready" "/readyz answered 200"
 
@@ -110,4 +84,4 @@ mark "sidecar exited" "exit code $sidecar_code"
 ((sidecar_code == 0)) || fail "the sidecar exited with code $sidecar_code (137: killed at the stop timeout)"
 
 sidecar_logs
-finish
+finish "pod ($tool): $sidecar, $app" "app and sidecar both exited 0"
