@@ -50,9 +50,29 @@ pub struct ServeArgs {
     #[arg(long, env = "SIDECAR_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// How long a client may take to send a request's headers.
-    #[arg(long, env = "SIDECAR_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    /// How long a client may take to send a request's headers (at most 1h).
+    #[arg(long, env = "SIDECAR_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_header_read_timeout)]
     pub header_read_timeout: Duration,
+}
+
+/// The longest `--header-read-timeout` accepted. hyper adds the timeout to
+/// the current instant for every request head, and a sum past what an
+/// `Instant` holds panics in the connection's task, which the release profile
+/// turns into an abort of the whole sidecar. No client needs an hour.
+const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+fn parse_header_read_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout.is_zero() {
+        // hyper would then cut off every request whose head is not already
+        // complete when the connection is accepted: a sidecar that fails at
+        // random rather than one without a timeout.
+        return Err("more than 0s is needed, or requests still arriving are cut off".into());
+    }
+    if timeout > MAX_HEADER_READ_TIMEOUT {
+        return Err("at most 1h: no client needs longer to send its headers".into());
+    }
+    Ok(timeout)
 }
 
 impl ServeArgs {
@@ -113,6 +133,14 @@ mod tests {
     }
 
     #[test]
+    fn the_header_read_timeout_may_be_up_to_an_hour() {
+        for (text, expected) in [("1ms", 1), ("1h", 3_600_000)] {
+            let cli = parse(&["--header-read-timeout", text]).unwrap();
+            assert_eq!(cli.serve.header_read_timeout.as_millis(), expected);
+        }
+    }
+
+    #[test]
     fn wait_ready_has_its_own_defaults() {
         let cli = parse(&["wait-ready"]).unwrap();
         let Some(Command::WaitReady(args)) = cli.command else {
@@ -137,6 +165,8 @@ mod tests {
                 "cannot be used with",
             ),
             (&["--frobnicate"][..], "--frobnicate"),
+            (&["--header-read-timeout", "0s"][..], "more than 0s"),
+            (&["--header-read-timeout", "61m"][..], "at most 1h"),
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
