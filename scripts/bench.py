@@ -545,6 +545,16 @@ def build(target_dir: Path, locked: bool) -> tuple[dict[str, Path], str]:
     return binaries, version.splitlines()[0]
 
 
+def git_state() -> dict:
+    """The commit measured, and whether the working tree differed from it."""
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True,
+                              timeout=60)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
@@ -732,37 +742,42 @@ def bench(args: argparse.Namespace, wrk_binary: str) -> int:
     def series(key: str, scale: float = 1.0) -> dict[str, list[float]]:
         return {n: [v * scale for v in samples[n].get(key, [])] for n in flavours}
 
-    def timed(key: str, label: str, unit: str, scale: float, target=None, note="") -> Figure:
-        return Figure(key, label, unit, med("sidecar", key, scale), med("baseline", key, scale),
-                      target, series(key, scale), note)
+    def timed(key: str, sample: str, label: str, unit: str, scale: float, target=None,
+              note="") -> Figure:
+        return Figure(key, label, unit, med("sidecar", sample, scale),
+                      med("baseline", sample, scale), target, series(sample, scale), note)
 
     size = {name: path.stat().st_size for name, path in binaries.items()}
     figures = [
-        timed("requests_per_second", "requests/s", "req/s", 1, ("ratio_min", 0.9)),
-        timed("latency_p50_s", "latency p50", "ms", 1e3),
-        timed("latency_p99_s", "latency p99", "ms", 1e3, ("ratio_max", 1.2)),
-        timed("server_cpu_share", "server CPU under load", "cores", 1,
+        timed("requests_per_second", "requests_per_second", "requests/s", "req/s", 1,
+              ("ratio_min", 0.9)),
+        timed("latency_p50_ms", "latency_p50_s", "latency p50", "ms", 1e3),
+        timed("latency_p99_ms", "latency_p99_s", "latency p99", "ms", 1e3,
+              ("ratio_max", 1.2)),
+        timed("server_cpu_cores", "server_cpu_share", "server CPU under load", "cores", 1,
               note="near 1: the server's core, not wrk, set requests/s"),
-        timed("idle_rss_bytes", "idle RSS", "MB", 1 / MB, ("max", 2)),
-        timed("peak_rss_bytes", "peak RSS under load", "MB", 1 / MB, ("max", 4)),
-        timed("startup_s", "spawn to first /healthz 200", "ms", 1e3),
-        timed("sigterm_idle_s", "SIGTERM to exit, idle", "ms", 1e3, ("max", 10),
+        timed("idle_rss_mb", "idle_rss_bytes", "idle RSS", "MB", 1 / MB, ("max", 2)),
+        timed("peak_rss_mb", "peak_rss_bytes", "peak RSS under load", "MB", 1 / MB,
+              ("max", 4)),
+        timed("startup_ms", "startup_s", "spawn to first /healthz 200", "ms", 1e3),
+        timed("sigterm_idle_ms", "sigterm_idle_s", "SIGTERM to exit, idle", "ms", 1e3,
+              ("max", 10),
               note="baseline: SIGTERM's default action, the kernel's lower bound"),
-        timed("sigterm_load_s", "SIGTERM to exit, under load", "ms", 1e3,
-              note="sidecar drains the 64 connections first"),
-        Figure("sidecar_binary_bytes", "sidecar binary, static", "MiB", size["sidecar"] / MIB,
+        timed("sigterm_load_ms", "sigterm_load_s", "SIGTERM to exit, under load", "ms", 1e3,
+              note=f"the sidecar drains {args.connections} connections first"),
+        Figure("sidecar_binary_mib", "sidecar binary, static", "MiB", size["sidecar"] / MIB,
                size["baseline"] / MIB, ("max", 2), note="baseline: bare_hello, static"),
-        Figure("app_binary_bytes", "app binary, static", "MiB", size["app"] / MIB, None,
+        Figure("app_binary_mib", "app binary, static", "MiB", size["app"] / MIB, None,
                ("max", 1.5)),
-        Figure("sidecar_image_bytes", "sidecar image", "MiB",
+        Figure("sidecar_image_mib", "sidecar image", "MiB",
                None if images.get("sidecar") is None else images["sidecar"] / MIB, None,
                note=image_note),
-        Figure("app_image_bytes", "app image", "MiB",
+        Figure("app_image_mib", "app image", "MiB",
                None if images.get("app") is None else images["app"] / MIB, None,
                note=image_note),
-        timed("lifecycle_s", "lifecycle sequence overhead", "ms", 1e3,
+        timed("lifecycle_ms", "lifecycle_s", "lifecycle sequence overhead", "ms", 1e3,
               note="timed by the bench: server up, /healthz, app --sleep, SIGTERM, minus sleep"),
-        Figure("local_overhead_s", "make local overhead", "ms",
+        Figure("local_overhead_ms", "make local overhead", "ms",
                median([v * 1e3 for v in local_overheads]), None, ("max", 100),
                {"sidecar": [v * 1e3 for v in local_overheads]}, local_note),
     ]
@@ -774,13 +789,14 @@ def bench(args: argparse.Namespace, wrk_binary: str) -> int:
           f"keep-alive, {wrk_duration(args.duration)}; {cores.describe()}.")
     print("MB = 10^6 bytes (RSS), MiB = 2^20 bytes (files). Ratio = sidecar / baseline.")
     for f in figures:
-        if f.note and f.key in ("sidecar_image_bytes", "local_overhead_s"):
+        if f.note and f.key in ("sidecar_image_mib", "local_overhead_ms"):
             print(f"{f.label}: {f.note}")
 
     result = {
         "schema": 1,
         "command": "scripts/bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source": git_state(),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                     "python": platform.python_version(), "rustc": rustc,
                     "wrk": subprocess.run([wrk_binary, "--version"], capture_output=True,

@@ -1,0 +1,135 @@
+"""`make bench`, run briefly so that it cannot rot.
+
+One round of one second: enough to prove that the bench builds, finds both servers, drives
+them with wrk and writes every figure with a plausible value. The targets themselves are not
+asserted here: on a shared machine one short round is noise, and the full run is the one that
+counts. Without wrk the test skips and says so; with CI=true it fails instead (the CI job
+installs the Debian package `wrk`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "scripts" / "bench.py"
+
+FIGURES = {
+    "requests_per_second", "latency_p50_ms", "latency_p99_ms", "server_cpu_cores",
+    "idle_rss_mb", "peak_rss_mb", "startup_ms", "sigterm_idle_ms", "sigterm_load_ms",
+    "sidecar_binary_mib", "app_binary_mib", "sidecar_image_mib", "app_image_mib",
+    "lifecycle_ms", "local_overhead_ms",
+}
+# Figures that both servers have, so that the ratio exists.
+COMPARED = {
+    "requests_per_second", "latency_p50_ms", "latency_p99_ms", "server_cpu_cores",
+    "idle_rss_mb", "peak_rss_mb", "startup_ms", "sigterm_idle_ms", "sigterm_load_ms",
+    "sidecar_binary_mib", "lifecycle_ms",
+}
+# Plausible, not good: (low, high) in each figure's unit. Wide on purpose; a value outside is a
+# broken measurement (a unit slip, a counter that never moved), not a slow machine.
+SANE = {
+    "requests_per_second": (100, 10_000_000),
+    "latency_p50_ms": (0.001, 2_000),
+    "latency_p99_ms": (0.001, 2_000),
+    "server_cpu_cores": (0.01, 1.5),
+    "idle_rss_mb": (0.1, 100),
+    "peak_rss_mb": (0.1, 1_000),
+    "startup_ms": (0.05, 10_000),
+    "sigterm_idle_ms": (0.001, 5_000),
+    "sigterm_load_ms": (0.001, 5_000),
+    "sidecar_binary_mib": (0.1, 100),
+    "app_binary_mib": (0.1, 100),
+    "sidecar_image_mib": (0.1, 100),
+    "app_image_mib": (0.1, 100),
+    "lifecycle_ms": (0.01, 10_000),
+    "local_overhead_ms": (0.01, 10_000),
+}
+# The images exist only once scripts/images.sh has run; the bench never builds them unasked.
+OPTIONAL = {"sidecar_image_mib", "app_image_mib"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    if shutil.which("wrk") is None:
+        # The same rule as the image tests: CI=true means every tool must be there.
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but wrk is not installed: .ci/run installs it (apt: wrk)",
+                        pytrace=False)
+        pytest.skip("wrk is not installed (apt-get install wrk); the bench needs it")
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    # Generous: the first run compiles the release binaries.
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--rounds", "1", "--duration", "1s", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=1800,
+    )
+    assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_the_table_is_printed_with_every_figure(results: tuple[dict, str]) -> None:
+    data, stdout = results
+    header = stdout.splitlines()[0].split()
+    assert header[:5] == ["figure", "sidecar", "baseline", "ratio", "target"], stdout
+    for figure in data["figures"]:
+        assert figure["label"] in stdout
+    assert data["table"] in stdout
+
+
+def test_every_figure_has_a_plausible_value(results: tuple[dict, str]) -> None:
+    data, _ = results
+    figures = {f["key"]: f for f in data["figures"]}
+    assert set(figures) == FIGURES
+    for key, figure in figures.items():
+        low, high = SANE[key]
+        if key in OPTIONAL and figure["sidecar"] is None:
+            assert figure["note"], f"{key}: missing without saying why"
+            continue
+        value = figure["sidecar"]
+        assert isinstance(value, float) and math.isfinite(value), (key, value)
+        assert low <= value <= high, f"{key}: sidecar {value} {figure['unit']}"
+        if key in COMPARED:
+            base = figure["baseline"]
+            assert isinstance(base, float) and low <= base <= high, f"{key}: baseline {base}"
+            assert figure["ratio"] == pytest.approx(value / base)
+
+
+def test_latencies_are_ordered(results: tuple[dict, str]) -> None:
+    figures = {f["key"]: f for f in results[0]["figures"]}
+    for server in ("sidecar", "baseline"):
+        assert figures["latency_p50_ms"][server] <= figures["latency_p99_ms"][server]
+
+
+def test_peak_rss_is_not_below_idle(results: tuple[dict, str]) -> None:
+    figures = {f["key"]: f for f in results[0]["figures"]}
+    for server in ("sidecar", "baseline"):
+        # Different processes, so allow the page or two that separate two idle starts.
+        assert figures["peak_rss_mb"][server] >= figures["idle_rss_mb"][server] * 0.9
+
+
+def test_each_target_has_a_verdict(results: tuple[dict, str]) -> None:
+    data, _ = results
+    targeted = [f for f in data["figures"] if f["target"]]
+    assert {f["key"] for f in targeted} >= {
+        "requests_per_second", "latency_p99_ms", "idle_rss_mb", "peak_rss_mb",
+        "sigterm_idle_ms", "sidecar_binary_mib", "app_binary_mib", "local_overhead_ms",
+    }
+    for figure in targeted:
+        assert figure["pass"] in (True, False), figure
+    assert data["all_targets_met"] == all(f["pass"] for f in targeted)
+
+
+def test_the_binaries_measured_are_static(results: tuple[dict, str]) -> None:
+    binaries = results[0]["binaries"]
+    assert set(binaries) == {"sidecar", "app", "baseline"}
+    for name, binary in binaries.items():
+        assert binary["static"] is True, name
+        assert Path(binary["path"]).stat().st_size == binary["bytes"], name
