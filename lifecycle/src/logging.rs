@@ -1,14 +1,19 @@
 //! Logging set-up shared by both binaries.
 //!
 //! Logs go to stderr, so that stdout carries only what the program prints
-//! as its result (`main application`). `RUST_LOG` filters, as everywhere in
-//! the tracing ecosystem; `LOG_FORMAT=json` switches to one JSON object per
-//! line, the shape log collectors in a cluster expect.
+//! as its result (`main application`). `LOG_FORMAT=json` switches to one JSON
+//! object per line, the shape log collectors in a cluster expect.
+//!
+//! `RUST_LOG` filters by target and level (`info`, `warn,sidecar=debug`,
+//! `hyper=trace`), parsed as a [`Targets`] filter rather than an `EnvFilter`:
+//! `EnvFilter`'s span and field matching pulls in a regex engine, about a
+//! tenth of each binary, which a sidecar's logs never need.
 
+use std::env::{self, VarError};
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{FromEnvError, LevelFilter};
+use tracing_subscriber::filter::{LevelFilter, ParseError, Targets};
+use tracing_subscriber::prelude::*;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -33,7 +38,10 @@ pub struct LogArgs {
 pub enum LoggingError {
     /// `RUST_LOG` holds something that is not a filter.
     #[error("RUST_LOG is not a valid filter: {0}")]
-    Filter(#[from] FromEnvError),
+    Filter(#[from] ParseError),
+    /// `RUST_LOG` is not Unicode.
+    #[error("RUST_LOG is not valid Unicode")]
+    NotUnicode,
     /// A global subscriber was installed already.
     #[error("logging was already set up")]
     AlreadySet,
@@ -41,17 +49,24 @@ pub enum LoggingError {
 
 /// Installs the global subscriber. Call it once, before anything logs.
 pub fn init(args: &LogArgs) -> Result<(), LoggingError> {
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env()?;
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let filter = filter_from_env()?;
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes are noise in `kubectl logs`; use them only on a terminal.
         .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter);
     let installed = match args.log_format {
-        LogFormat::Text => subscriber.try_init(),
-        LogFormat::Json => subscriber.json().try_init(),
+        LogFormat::Text => registry.with(lines).try_init(),
+        LogFormat::Json => registry.with(lines.json()).try_init(),
     };
     installed.map_err(|_| LoggingError::AlreadySet)
+}
+
+/// `RUST_LOG`, or `info` when it is unset or empty.
+fn filter_from_env() -> Result<Targets, LoggingError> {
+    match env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => Ok(text.parse()?),
+        Ok(_) | Err(VarError::NotPresent) => Ok(Targets::new().with_default(LevelFilter::INFO)),
+        Err(VarError::NotUnicode(_)) => Err(LoggingError::NotUnicode),
+    }
 }
