@@ -39,9 +39,11 @@ test: $(VENV) ## Run every test: the binaries' (cargo), then manifests, scripts,
 	$(CARGO) test --workspace --locked
 	$(VENV)/bin/pytest tests
 
-lint: $(VENV) ## rustfmt, clippy, hadolint and shellcheck
+lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
+	$(VENV)/bin/cargo-deny --locked check licenses bans sources
 	$(VENV)/bin/hadolint docker/Dockerfile
 	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/*
 
