@@ -301,6 +301,19 @@ def test_links_point_at_files_and_headings(doc):
     assert not missing, f"{doc.name}: broken links {missing}"
 
 
+def test_layout_names_every_top_level_entry():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True, timeout=30).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    entries = {path.split("/", 1)[0] for path in tracked} - {"README.md"}
+    section = README.read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([^`]+)`", section))
+    missing = [e for e in sorted(entries)
+               if not any(n == e or n.startswith(e + "/") for n in named)]
+    assert not missing, f"README.md's Layout does not say what these are for: {missing}"
+
+
 # --- the configuration reference ------------------------------------------------------------
 
 
