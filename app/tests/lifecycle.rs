@@ -186,14 +186,7 @@ fn bad_input_is_a_usage_error_not_a_panic() {
         ),
         (&["--wat"][..], "unexpected argument '--wat'"),
     ] {
-        let mut app = Process::spawn(app(args));
-        assert_eq!(app.wait_exit(STARTUP).code(), 2, "{args:?}");
-        let stderr = app.stderr().join("\n");
-        assert!(
-            stderr.starts_with("error: ") && stderr.contains(expected),
-            "{args:?}: {stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        Process::spawn(app(args)).assert_usage_error(expected);
     }
 }
 

@@ -19,47 +19,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use testkit::{HttpResponse, Process, get, server_has_read_everything};
+mod support;
 
-/// Generous bounds: these are promises about behaviour, not benchmarks.
-const STARTUP: Duration = Duration::from_secs(10);
-const PROMPT_EXIT: Duration = Duration::from_secs(1);
+use support::{PROMPT_EXIT, STARTUP, start, start_with_open_files_limit};
+use testkit::{HttpResponse, Process, get, wait_until_server_has_read};
+
 /// How long a test waits for the server to answer or to close a connection.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 const GREETING: &str = "Sidecar application\n";
 const KEEP_ALIVE_GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
-
-/// A sidecar on a free loopback port, and that port. With `nofile`, it runs
-/// with that limit on open files (through the shell's `ulimit`, as the
-/// workspace forbids the unsafe code a `setrlimit` would need).
-fn start(nofile: Option<u32>, extra_args: &[&str]) -> (Process, SocketAddr) {
-    let sidecar = env!("CARGO_BIN_EXE_sidecar");
-    let mut command = match nofile {
-        None => Command::new(sidecar),
-        Some(limit) => {
-            let mut shell = Command::new("sh");
-            // `exec` keeps the PID, so signals and /proc reach the sidecar.
-            shell.args([
-                "-c",
-                &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
-                sidecar,
-            ]);
-            shell
-        }
-    };
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra_args)
-        .env("RUST_LOG", "info");
-    let sidecar = Process::spawn(command);
-    let line = sidecar.wait_for_log("listening", STARTUP);
-    let addr = line.rsplit("address=").next().expect("an address field");
-    let addr = addr
-        .parse()
-        .unwrap_or_else(|err| panic!("{addr:?} in {line:?}: {err}"));
-    (sidecar, addr)
-}
 
 /// Sends SIGTERM and checks the clean stop: exit 0 within `within`, a drain
 /// that finished, and the number of requests the server says it answered.
@@ -236,7 +205,7 @@ fn timestamp_secs(line: &str) -> f64 {
 
 #[test]
 fn malformed_requests_get_400_and_a_closed_connection_and_others_are_served() {
-    let (mut sidecar, addr) = start(None, &[]);
+    let (mut sidecar, addr) = start(&[]);
     let cases: [(&str, &[u8]); 8] = [
         ("garbage request line", b"HELLO\r\n\r\n"),
         ("no version", b"GET /\r\nHost: test\r\n\r\n"),
@@ -291,7 +260,7 @@ fn malformed_requests_get_400_and_a_closed_connection_and_others_are_served() {
 
 #[test]
 fn oversized_heads_get_431_or_a_closed_connection_and_leave_no_memory_behind() {
-    let (mut sidecar, addr) = start(None, &[]);
+    let (mut sidecar, addr) = start(&[]);
     let pid = sidecar.pid();
     let big_header = format!(
         "GET / HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
@@ -375,7 +344,7 @@ fn slowloris(addr: SocketAddr, pace: Duration) -> (TcpStream, Instant) {
 #[test]
 fn a_slowloris_client_and_a_silent_one_are_cut_off_at_the_header_read_timeout() {
     let timeout = Duration::from_secs(1);
-    let (mut sidecar, addr) = start(None, &["--header-read-timeout", "1s"]);
+    let (mut sidecar, addr) = start(&["--header-read-timeout", "1s"]);
 
     let (mut slow, slow_started) = slowloris(addr, Duration::from_millis(100));
     let mut silent = connect(addr);
@@ -411,17 +380,9 @@ fn a_slowloris_client_and_a_silent_one_are_cut_off_at_the_header_read_timeout() 
 #[test]
 fn a_slowloris_client_never_holds_shutdown_past_the_deadline() {
     // The header-read timeout is far away, so only the deadline can end it.
-    let (mut sidecar, addr) = start(
-        None,
-        &["--shutdown-timeout", "1s", "--header-read-timeout", "1m"],
-    );
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "1s", "--header-read-timeout", "1m"]);
     let (mut slow, _) = slowloris(addr, Duration::from_millis(100));
-    let client = slow.local_addr().unwrap();
-    let deadline = Instant::now() + STARTUP;
-    while !server_has_read_everything(addr, client) {
-        assert!(Instant::now() < deadline, "the server never read a byte");
-        std::thread::yield_now();
-    }
+    wait_until_server_has_read(addr, &slow, STARTUP);
 
     let sent = sidecar.signal("TERM");
     let exit = sidecar.wait_exit(Duration::from_secs(5));
@@ -438,17 +399,9 @@ fn a_slowloris_client_never_holds_shutdown_past_the_deadline() {
 fn during_the_drain_a_slowloris_client_is_still_cut_off_at_the_header_read_timeout() {
     // The deadline is far away, so only the header-read timeout can end the
     // drain quickly.
-    let (mut sidecar, addr) = start(
-        None,
-        &["--shutdown-timeout", "30s", "--header-read-timeout", "1s"],
-    );
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "30s", "--header-read-timeout", "1s"]);
     let (mut slow, started) = slowloris(addr, Duration::from_millis(100));
-    let client = slow.local_addr().unwrap();
-    let deadline = Instant::now() + STARTUP;
-    while !server_has_read_everything(addr, client) {
-        assert!(Instant::now() < deadline, "the server never read a byte");
-        std::thread::yield_now();
-    }
+    wait_until_server_has_read(addr, &slow, STARTUP);
 
     sidecar.signal("TERM");
     let exit = sidecar.wait_exit(Duration::from_secs(5));
@@ -469,7 +422,7 @@ fn a_thousand_idle_keep_alive_connections_cost_little_and_do_not_delay_shutdown(
     ensure_open_files(IDLE as u64 + 200);
     // A header-read timeout longer than the test, so that none is closed as
     // idle before the end.
-    let (mut sidecar, addr) = start(Some(4096), &["--header-read-timeout", "1m"]);
+    let (mut sidecar, addr) = start_with_open_files_limit(4096, &["--header-read-timeout", "1m"]);
     let pid = sidecar.pid();
     let before = rss_kib(pid);
 
@@ -623,7 +576,7 @@ fn load_client(
 fn sigterm_under_load_answers_every_request_taken_in_full() {
     const CLIENTS: usize = 8;
     const WARM_UP: u64 = 200;
-    let (mut sidecar, addr) = start(None, &["--shutdown-timeout", "5s"]);
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "5s"]);
     let total = AtomicU64::new(0);
     let (warmed, warm) = mpsc::channel();
 
@@ -678,18 +631,13 @@ fn a_request_half_sent_on_a_reused_connection_at_sigterm_gets_no_answer_rather_t
     // part of the next head read, so the drain closes it before any answer.
     // (The first request of a new connection is waited for instead: see
     // lifecycle.rs.) The client can tell, and retry.
-    let (mut sidecar, addr) = start(None, &["--shutdown-timeout", "30s"]);
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "30s"]);
     let mut stream = keep_alive_connection(addr);
     stream
         .get_mut()
         .write_all(&KEEP_ALIVE_GET[..KEEP_ALIVE_GET.len() - 2])
         .unwrap();
-    let client = stream.get_ref().local_addr().unwrap();
-    let deadline = Instant::now() + STARTUP;
-    while !server_has_read_everything(addr, client) {
-        assert!(Instant::now() < deadline, "the server never read the head");
-        std::thread::yield_now();
-    }
+    wait_until_server_has_read(addr, stream.get_ref(), STARTUP);
 
     assert_eq!(stop(&mut sidecar, PROMPT_EXIT), 1);
     let (reply, closed) = read_until_closed(stream.get_mut());
@@ -703,22 +651,14 @@ fn start_request(addr: SocketAddr) -> BufReader<TcpStream> {
     stream
         .write_all(&KEEP_ALIVE_GET[..KEEP_ALIVE_GET.len() - 2])
         .unwrap();
-    let client = stream.local_addr().unwrap();
-    let deadline = Instant::now() + STARTUP;
-    while !server_has_read_everything(addr, client) {
-        assert!(
-            Instant::now() < deadline,
-            "the server never read the request's first bytes"
-        );
-        std::thread::yield_now();
-    }
+    wait_until_server_has_read(addr, &stream, STARTUP);
     BufReader::new(stream)
 }
 
 #[test]
 fn a_large_upload_is_refused_before_it_is_sent_and_never_read() {
     const ANNOUNCED: u64 = 100 * 1024 * 1024;
-    let (mut sidecar, addr) = start(None, &[]);
+    let (mut sidecar, addr) = start(&[]);
     let pid = sidecar.pid();
     let before = rss_kib(pid);
 
@@ -816,21 +756,12 @@ fn bad_durations_are_usage_errors_never_panics() {
             "invalid value 'forever' for '--header-read-timeout <DURATION>'",
         ),
     ] {
-        let mut sidecar = Process::spawn({
-            let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
-            command.args(["--listen", "127.0.0.1:0"]).args(args);
-            if let Some((name, value)) = env {
-                command.env(name, value);
-            }
-            command
-        });
-        assert_eq!(sidecar.wait_exit(STARTUP).code(), 2, "{args:?} {env:?}");
-        let stderr = sidecar.stderr().join("\n");
-        assert!(
-            stderr.starts_with(&format!("error: {expected}")),
-            "{args:?} {env:?}: {stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        command.args(["--listen", "127.0.0.1:0"]).args(args);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        Process::spawn(command).assert_usage_error(&format!("error: {expected}"));
     }
 }
 
@@ -838,7 +769,7 @@ fn bad_durations_are_usage_errors_never_panics() {
 fn out_of_file_descriptors_accept_errors_are_logged_rate_limited_and_survived() {
     const CLIENTS: usize = 100;
     const WARNING: &str = "accept failed; backing off";
-    let (mut sidecar, addr) = start(Some(64), &[]);
+    let (mut sidecar, addr) = start_with_open_files_limit(64, &[]);
     let pid = sidecar.pid();
 
     // More clients than the sidecar has descriptors: the kernel completes

@@ -7,32 +7,12 @@
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use testkit::{HttpResponse, Process, get, request, server_has_read_everything};
+mod support;
 
-/// Generous bounds: these are promises about behaviour, not benchmarks.
-const STARTUP: Duration = Duration::from_secs(10);
-const PROMPT_EXIT: Duration = Duration::from_secs(1);
-
-/// A sidecar on a free loopback port, and that port.
-fn start(extra_args: &[&str]) -> (Process, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra_args)
-        .env("RUST_LOG", "info");
-    let sidecar = Process::spawn(command);
-    let addr = listening_address(&sidecar);
-    (sidecar, addr)
-}
-
-fn listening_address(sidecar: &Process) -> SocketAddr {
-    let line = sidecar.wait_for_log("listening", STARTUP);
-    let addr = line.rsplit("address=").next().expect("an address field");
-    addr.parse()
-        .unwrap_or_else(|err| panic!("{addr:?} in {line:?}: {err}"))
-}
+use support::{PROMPT_EXIT, STARTUP, listening_address, start};
+use testkit::{HttpResponse, Process, get, request, wait_until_server_has_read};
 
 /// Opens a connection and sends the start of a request head, then waits
 /// until the server has read those bytes: from then on the request is in
@@ -45,15 +25,7 @@ fn start_request(addr: SocketAddr) -> TcpStream {
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n")
         .unwrap();
-    let client = stream.local_addr().unwrap();
-    let deadline = Instant::now() + STARTUP;
-    while !server_has_read_everything(addr, client) {
-        assert!(
-            Instant::now() < deadline,
-            "the server never read the request's first bytes"
-        );
-        std::thread::yield_now();
-    }
+    wait_until_server_has_read(addr, &stream, STARTUP);
     stream
 }
 
@@ -241,18 +213,9 @@ fn bad_flags_are_usage_errors() {
             "invalid value 'nowhere' for '--listen <ADDR>'",
         ),
     ] {
-        let mut sidecar = Process::spawn({
-            let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
-            command.args(args);
-            command
-        });
-        assert_eq!(sidecar.wait_exit(STARTUP).code(), 2, "{args:?}");
-        let stderr = sidecar.stderr().join("\n");
-        assert!(
-            stderr.starts_with(&format!("error: {expected}")),
-            "{args:?}: {stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        command.args(args);
+        Process::spawn(command).assert_usage_error(&format!("error: {expected}"));
     }
 }
 

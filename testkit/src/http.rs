@@ -1,6 +1,6 @@
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long any read in these helpers may block: a hung server fails the
 /// test instead of hanging it.
@@ -106,11 +106,25 @@ pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
     )
 }
 
+/// Waits until the server at `server` has read every byte sent to it on
+/// `stream`, so that a test knows a partial request has reached the server
+/// (and not just the kernel) before it signals the server, without sleeping.
+/// Fails the test after `within`.
+pub fn wait_until_server_has_read(server: SocketAddr, stream: &TcpStream, within: Duration) {
+    let client = stream.local_addr().expect("a connected socket");
+    let deadline = Instant::now() + within;
+    while !server_has_read_everything(server, client) {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not read what {client} sent within {within:?}"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// Whether the server side of the connection from `client` to `server` has
-/// no unread bytes left in the kernel, that is, the server has read all the
-/// client sent. Reads /proc/net/tcp, so tests can tell that a partial request
-/// has reached the server before they signal it, without sleeping.
-pub fn server_has_read_everything(server: SocketAddr, client: SocketAddr) -> bool {
+/// no unread bytes left in the kernel, from /proc/net/tcp.
+fn server_has_read_everything(server: SocketAddr, client: SocketAddr) -> bool {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
     let port_of = |field: &str| {
         field

@@ -9,5 +9,5 @@
 mod http;
 mod process;
 
-pub use http::{HttpResponse, get, request, server_has_read_everything};
+pub use http::{HttpResponse, get, request, wait_until_server_has_read};
 pub use process::{Exit, Process, pid1};

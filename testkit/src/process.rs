@@ -179,6 +179,19 @@ impl Process {
         }
     }
 
+    /// Asserts that the child ended as clap ends on bad input: exit code 2,
+    /// stderr opening with `error:` and naming `expected`, and no panic.
+    pub fn assert_usage_error(&mut self, expected: &str) {
+        let code = self.wait_exit(Duration::from_secs(10)).code();
+        let stderr = self.stderr().join("\n");
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "expected {expected:?} in: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+
     /// All the child wrote to stdout. Call after [`Process::wait_exit`].
     pub fn stdout(&mut self) -> String {
         assert!(

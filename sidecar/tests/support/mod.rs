@@ -1,0 +1,48 @@
+//! What both test files of the sidecar need: starting it on a free port.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use testkit::Process;
+
+/// Generous bounds: these are promises about behaviour, not benchmarks.
+pub const STARTUP: Duration = Duration::from_secs(10);
+pub const PROMPT_EXIT: Duration = Duration::from_secs(1);
+
+/// A sidecar on a free loopback port, and that port.
+pub fn start(extra_args: &[&str]) -> (Process, SocketAddr) {
+    spawn(Command::new(env!("CARGO_BIN_EXE_sidecar")), extra_args)
+}
+
+/// A sidecar limited to `limit` open files, through the shell's `ulimit`, as
+/// the workspace forbids the unsafe code a `setrlimit` would need.
+#[allow(dead_code, reason = "only hostile.rs runs out of descriptors")]
+pub fn start_with_open_files_limit(limit: u32, extra_args: &[&str]) -> (Process, SocketAddr) {
+    let mut shell = Command::new("sh");
+    // `exec` keeps the PID, so signals and /proc reach the sidecar.
+    shell.args([
+        "-c",
+        &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_sidecar"),
+    ]);
+    spawn(shell, extra_args)
+}
+
+fn spawn(mut command: Command, extra_args: &[&str]) -> (Process, SocketAddr) {
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra_args)
+        .env("RUST_LOG", "info");
+    let sidecar = Process::spawn(command);
+    let addr = listening_address(&sidecar);
+    (sidecar, addr)
+}
+
+/// The address the sidecar logged at start-up: the kernel picked the port.
+pub fn listening_address(sidecar: &Process) -> SocketAddr {
+    let line = sidecar.wait_for_log("listening", STARTUP);
+    let addr = line.rsplit("address=").next().expect("an address field");
+    addr.parse()
+        .unwrap_or_else(|err| panic!("{addr:?} in {line:?}: {err}"))
+}
