@@ -23,14 +23,14 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "scripts" / "bench.py"
 
 FIGURES = {
-    "requests_per_second", "latency_p50_ms", "latency_p99_ms", "server_cpu_cores",
+    "requests_per_second", "requests_per_cpu_second", "latency_p50_ms", "latency_p99_ms", "server_cpu_cores",
     "idle_rss_mb", "peak_rss_mb", "startup_ms", "sigterm_idle_ms", "sigterm_load_ms",
     "sidecar_binary_mib", "app_binary_mib", "sidecar_image_mib", "app_image_mib",
     "lifecycle_ms", "local_overhead_ms",
 }
 # Figures that both servers have, so that the ratio exists.
 COMPARED = {
-    "requests_per_second", "latency_p50_ms", "latency_p99_ms", "server_cpu_cores",
+    "requests_per_second", "requests_per_cpu_second", "latency_p50_ms", "latency_p99_ms", "server_cpu_cores",
     "idle_rss_mb", "peak_rss_mb", "startup_ms", "sigterm_idle_ms", "sigterm_load_ms",
     "sidecar_binary_mib", "lifecycle_ms",
 }
@@ -38,6 +38,7 @@ COMPARED = {
 # broken measurement (a unit slip, a counter that never moved), not a slow machine.
 SANE = {
     "requests_per_second": (100, 10_000_000),
+    "requests_per_cpu_second": (100, 100_000_000),
     "latency_p50_ms": (0.001, 2_000),
     "latency_p99_ms": (0.001, 2_000),
     "server_cpu_cores": (0.01, 1.5),
