@@ -3,7 +3,7 @@
 
     scripts/bench.py [--rounds 5] [--duration 10s] [--out bench/results.json]
 
-It builds static release binaries (the sidecar, the app, and the bench-only baseline
+It builds static release binaries, with the Dockerfile's flags (the sidecar, the app, and the bench-only baseline
 `sidecar/examples/bare_hello.rs`: hyper with nothing else, same toolchain and profile), then
 runs several rounds. In each round, each server is measured in fresh processes:
 
@@ -58,6 +58,9 @@ REPO = Path(__file__).resolve().parent.parent
 SIDECAR_BODY = b"Sidecar application\n"
 LISTENING = re.compile(r"listening address=(\S+):(\d+)")
 MB = 1_000_000
+# The flags docker/Dockerfile builds the images' binaries with (a test keeps them equal), so that
+# the sizes measured here are the sizes shipped: static glibc, without position independence.
+STATIC_RUSTFLAGS = "-C target-feature=+crt-static -C relocation-model=static"
 MIB = 1024 * 1024
 
 # wrk's own summary is text with rounded units; this prints the raw figures as one JSON line.
@@ -555,7 +558,7 @@ def build(target_dir: Path, locked: bool) -> tuple[dict[str, Path], str]:
     version = run(["rustc", "-vV"], timeout=60, capture_output=True, text=True).stdout
     triple = re.search(r"^host: (\S+)$", version, re.M)[1]
     env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir))
-    env["RUSTFLAGS"] = (env.get("RUSTFLAGS", "") + " -C target-feature=+crt-static").strip()
+    env["RUSTFLAGS"] = (env.get("RUSTFLAGS", "") + " " + STATIC_RUSTFLAGS).strip()
     cargo = ["cargo", "build", "--release", "--target", triple] + (["--locked"] if locked else [])
     say(f"building static release binaries for {triple}")
     run(cargo + ["-p", "sidecar", "-p", "app", "--bins"], timeout=3600, cwd=REPO, env=env)
@@ -603,6 +606,15 @@ class Figure:
         return self.sidecar / self.baseline
 
     @property
+    def paired_ratios(self) -> list[float] | None:
+        """sidecar/baseline per round: the two ran back to back, so each ratio saw about the
+        same machine. Their spread shows how far to trust the ratio of the medians."""
+        ours, theirs = self.samples.get("sidecar", []), self.samples.get("baseline", [])
+        if not ours or len(ours) != len(theirs) or not all(theirs):
+            return None
+        return [a / b for a, b in zip(ours, theirs)]
+
+    @property
     def target_text(self) -> str:
         if self.target is None:
             return ""
@@ -625,7 +637,7 @@ class Figure:
             "key": self.key, "label": self.label, "unit": self.unit,
             "sidecar": self.sidecar, "baseline": self.baseline, "ratio": self.ratio,
             "target": self.target_text or None, "pass": self.passed,
-            "samples": self.samples, "note": self.note,
+            "samples": self.samples, "paired_ratios": self.paired_ratios, "note": self.note,
         }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -134,3 +135,16 @@ def test_the_binaries_measured_are_static(results: tuple[dict, str]) -> None:
     for name, binary in binaries.items():
         assert binary["static"] is True, name
         assert Path(binary["path"]).stat().st_size == binary["bytes"], name
+
+
+def test_the_bench_builds_like_the_dockerfile() -> None:
+    """The sizes in the table are the sizes shipped only if both build the same way."""
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    flags = re.findall(r"RUSTFLAGS='([^']*)'", dockerfile)
+    assert flags, "docker/Dockerfile sets no RUSTFLAGS='...'"
+    assert set(flags) == {bench.STATIC_RUSTFLAGS}
