@@ -832,6 +832,13 @@ def bench(args: argparse.Namespace, wrk_binary: str) -> int:
     print(f"{args.rounds} round(s), medians; wrk: 1 thread, {args.connections} connections, "
           f"keep-alive, {wrk_duration(args.duration)}; {cores.describe()}.")
     print("MB = 10^6 bytes (RSS), MiB = 2^20 bytes (files). Ratio = sidecar / baseline.")
+    share = min((f.sidecar or 0, f.baseline or 0) for f in figures
+                if f.key == "server_cpu_cores")
+    if min(share) < 0.9:
+        # The server was not the bottleneck of its own load run: other jobs (or the host)
+        # took its core, and requests/s and latency measure them as much as the server.
+        print(f"warning: the servers got only {min(share):.0%} of their core under load; "
+              "the machine was busy, so trust requests per CPU-second over requests/s.")
     for f in figures:
         if f.note and f.key in ("sidecar_image_mib", "local_overhead_ms"):
             print(f"{f.label}: {f.note}")
