@@ -33,7 +33,8 @@ logs="$(mktemp -d)"
 sidecar_pid=
 cleanup() {
   if [[ -n $sidecar_pid ]]; then
-    { kill -KILL "$sidecar_pid" && wait "$sidecar_pid"; } 2>/dev/null
+    kill -KILL "$sidecar_pid" 2>/dev/null || true
+    wait "$sidecar_pid" 2>/dev/null || true
   fi
   rm -rf "$logs"
 }
@@ -50,7 +51,8 @@ labelled() {
 }
 
 timeline_start
-"$bin/sidecar" --listen 127.0.0.1:0 2>"$logs/sidecar.log" &
+# Text logs whatever the caller's LOG_FORMAT: the address is read from them below.
+LOG_FORMAT=text "$bin/sidecar" --listen 127.0.0.1:0 2>"$logs/sidecar.log" &
 sidecar_pid=$!
 mark "sidecar started" "pid $sidecar_pid"
 

@@ -96,3 +96,25 @@ def test_demo_refuses_an_unknown_runtime() -> None:
                             env={**os.environ, "DEMO": "minikube"})
     assert result.returncode == 2
     assert result.stderr == "demo: DEMO must be kind, pod or local, not 'minikube'\n"
+
+
+def test_a_sidecar_that_dies_at_start_up_fails_the_run_and_leaves_nothing_behind(
+        tmp_path: Path) -> None:
+    bin_dir, scratch = tmp_path / "bin", tmp_path / "tmp"
+    bin_dir.mkdir()
+    scratch.mkdir()
+    for name, body in [("sidecar", "echo 'cannot listen' >&2; exit 1"), ("app", "exit 0")]:
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    result = run_local(bin_dir, TMPDIR=str(scratch))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL: the sidecar exited at start-up" in result.stderr
+    assert "  sidecar | cannot listen\n" in result.stdout
+    assert list(scratch.iterdir()) == [], "the run's log directory was left behind"
+
+
+def test_json_logs_from_the_caller_do_not_break_the_run(release_binaries: Path) -> None:
+    result = run_local(release_binaries, APP_SLEEP="10ms", LOG_FORMAT="json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The app logs as asked; the sidecar's address is read from its text logs.
+    assert re.search(r'^  app \| \{.*"message":"working"', result.stdout, re.M)

@@ -35,7 +35,9 @@ async fn main() -> ExitCode {
     match run(&config).await {
         Ok(code) => code,
         Err(err) => {
-            tracing::error!("{err:#}");
+            // A plain line, not a log event: it must show whatever RUST_LOG
+            // and LOG_FORMAT say, and it is the last thing the process says.
+            eprintln!("app: error: {err:#}");
             ExitCode::FAILURE
         }
     }

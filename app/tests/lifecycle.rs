@@ -122,12 +122,12 @@ fn a_sidecar_that_never_answers_is_one_clear_error_and_exit_1() {
     let errors: Vec<_> = app
         .stderr()
         .into_iter()
-        .filter(|line| line.contains("ERROR"))
+        .filter(|line| line.contains("error"))
         .collect();
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(
-        errors[0].contains(&format!(
-            "the sidecar is not up: {url} did not answer 200 within 300ms: cannot connect"
+        errors[0].starts_with(&format!(
+            "app: error: the sidecar is not up: {url} did not answer 200 within 300ms: cannot connect"
         )),
         "{errors:#?}"
     );

@@ -43,7 +43,9 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err:#}");
+            // A plain line, not a log event: it must show whatever RUST_LOG
+            // and LOG_FORMAT say, and it is the last thing the process says.
+            eprintln!("sidecar: error: {err:#}");
             ExitCode::FAILURE
         }
     }

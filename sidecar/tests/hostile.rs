@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{PROMPT_EXIT, STARTUP, start, start_with_open_files_limit};
+use support::{
+    PROMPT_EXIT, READ_TIMEOUT, STARTUP, connect, start, start_request, start_with_open_files_limit,
+};
 use testkit::{HttpResponse, Process, get, wait_until_server_has_read};
-
-/// How long a test waits for the server to answer or to close a connection.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 const GREETING: &str = "Sidecar application\n";
 const KEEP_ALIVE_GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
@@ -45,13 +44,6 @@ fn requests_served(sidecar: &Process) -> u64 {
     let line = sidecar.wait_for_log("stopped requests_served=", PROMPT_EXIT);
     let field = line.split("requests_served=").nth(1).unwrap();
     field.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
-    stream
 }
 
 /// A connection that has had one answer and is kept open for the next.
@@ -164,29 +156,6 @@ fn ensure_open_files(needed: u64) {
             status.success(),
             "cannot raise this test's open-file limit from {soft} to {needed}"
         );
-    }
-}
-
-/// Waits until `count` stderr lines contain `needle`, and returns them.
-fn wait_for_logs(sidecar: &Process, needle: &str, count: usize, within: Duration) -> Vec<String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let lines: Vec<String> = sidecar
-            .stderr()
-            .into_iter()
-            .filter(|line| line.contains(needle))
-            .collect();
-        if lines.len() >= count {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} lines with {needle:?} within {within:?}, expected {count}",
-            lines.len()
-        );
-        // Polling the captured lines: the log is the only way to see an
-        // accept error from outside, and 10ms is far below the 1s asserted.
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -421,8 +390,12 @@ fn a_thousand_idle_keep_alive_connections_cost_little_and_do_not_delay_shutdown(
     const IDLE: usize = 1000;
     ensure_open_files(IDLE as u64 + 200);
     // A header-read timeout longer than the test, so that none is closed as
-    // idle before the end.
-    let (mut sidecar, addr) = start_with_open_files_limit(4096, &["--header-read-timeout", "1m"]);
+    // idle before the end, and a deadline far away, so that only closing the
+    // idle connections at once can end the drain within PROMPT_EXIT.
+    let (mut sidecar, addr) = start_with_open_files_limit(
+        4096,
+        &["--header-read-timeout", "1m", "--shutdown-timeout", "30s"],
+    );
     let pid = sidecar.pid();
     let before = rss_kib(pid);
 
@@ -453,7 +426,7 @@ fn a_thousand_idle_keep_alive_connections_cost_little_and_do_not_delay_shutdown(
     }
 
     // The default deadline: idle connections are closed at once, not waited for.
-    assert_eq!(stop(&mut sidecar, Duration::from_secs(5)), IDLE as u64 + 3);
+    assert_eq!(stop(&mut sidecar, PROMPT_EXIT), IDLE as u64 + 3);
     for (i, stream) in idle.iter_mut().enumerate() {
         let (reply, closed) = read_until_closed(stream.get_mut());
         assert!(reply.is_empty() && closed == Closed::Eof, "connection {i}");
@@ -594,7 +567,7 @@ fn sigterm_under_load_answers_every_request_taken_in_full() {
                 .expect("a client never warmed up");
         }
         // And one request is surely in flight: its head is half read.
-        let mut straggler = start_request(addr);
+        let mut straggler = BufReader::new(start_request(addr));
         let sent = sidecar.signal("TERM");
         sidecar.wait_for_log("stopped accepting", PROMPT_EXIT);
         straggler.get_mut().write_all(b"\r\n").unwrap();
@@ -642,17 +615,6 @@ fn a_request_half_sent_on_a_reused_connection_at_sigterm_gets_no_answer_rather_t
     assert_eq!(stop(&mut sidecar, PROMPT_EXIT), 1);
     let (reply, closed) = read_until_closed(stream.get_mut());
     assert_eq!((reply.len(), closed), (0, Closed::Eof));
-}
-
-/// Opens a connection and sends a request head but its last empty line,
-/// then waits until the server has read those bytes.
-fn start_request(addr: SocketAddr) -> BufReader<TcpStream> {
-    let mut stream = connect(addr);
-    stream
-        .write_all(&KEEP_ALIVE_GET[..KEEP_ALIVE_GET.len() - 2])
-        .unwrap();
-    wait_until_server_has_read(addr, &stream, STARTUP);
-    BufReader::new(stream)
 }
 
 #[test]
@@ -781,13 +743,13 @@ fn out_of_file_descriptors_accept_errors_are_logged_rate_limited_and_survived() 
             BufReader::new(stream)
         })
         .collect();
-    let first = wait_for_logs(&sidecar, WARNING, 1, STARTUP);
+    let first = sidecar.wait_for_logs(WARNING, 1, STARTUP);
     assert!(first[0].contains("Too many open files"), "{first:?}");
 
     // The episode: the first warning, then two more, at least 2 s in all.
     let cpu_before = cpu_time(pid);
     let started = Instant::now();
-    let warnings = wait_for_logs(&sidecar, WARNING, 3, STARTUP);
+    let warnings = sidecar.wait_for_logs(WARNING, 3, STARTUP);
     let cpu = cpu_time(pid) - cpu_before;
     let wall = started.elapsed();
     eprintln!("out of descriptors: {cpu:?} of CPU over {wall:?}; {warnings:#?}");

@@ -5,29 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
 mod support;
 
-use support::{PROMPT_EXIT, STARTUP, listening_address, start};
-use testkit::{HttpResponse, Process, get, request, wait_until_server_has_read};
-
-/// Opens a connection and sends the start of a request head, then waits
-/// until the server has read those bytes: from then on the request is in
-/// flight as far as the server can tell.
-fn start_request(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n")
-        .unwrap();
-    wait_until_server_has_read(addr, &stream, STARTUP);
-    stream
-}
+use support::{PROMPT_EXIT, STARTUP, listening_address, start, start_request};
+use testkit::{HttpResponse, Process, get, request};
 
 #[test]
 fn answers_every_endpoint_as_documented() {
@@ -183,18 +168,24 @@ fn a_second_signal_during_the_drain_exits_at_once() {
 fn a_port_in_use_is_one_clear_error_and_exit_1() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let mut sidecar = Process::spawn({
+    // The error is a plain line, so it shows even with logging off or in JSON.
+    for (name, value) in [
+        ("RUST_LOG", "info"),
+        ("RUST_LOG", "off"),
+        ("LOG_FORMAT", "json"),
+    ] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
-        command.args(["--listen", &addr]);
-        command
-    });
-    assert_eq!(sidecar.wait_exit(STARTUP).code(), 1);
-    let stderr = sidecar.stderr();
-    assert_eq!(stderr.len(), 1, "expected one line: {stderr:#?}");
-    assert!(
-        stderr[0].contains(&format!("cannot listen on {addr}: Address already in use")),
-        "{stderr:#?}"
-    );
+        command.args(["--listen", &addr]).env(name, value);
+        let mut sidecar = Process::spawn(command);
+        assert_eq!(sidecar.wait_exit(STARTUP).code(), 1);
+        assert_eq!(
+            sidecar.stderr(),
+            [format!(
+                "sidecar: error: cannot listen on {addr}: Address already in use (os error 98)"
+            )],
+            "{name}={value}"
+        );
+    }
 }
 
 #[test]

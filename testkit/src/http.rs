@@ -36,9 +36,15 @@ impl HttpResponse {
     /// answers to HEAD, which announce a length and send no body.
     pub fn read_from(stream: &mut impl BufRead) -> std::io::Result<HttpResponse> {
         let mut response = Self::read_head(stream)?;
-        let length: usize = response
-            .header("content-length")
-            .map_or(0, |n| n.parse().unwrap_or(0));
+        let length: usize = match response.header("content-length") {
+            None => 0,
+            Some(n) => n.parse().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("Content-Length {n:?}"),
+                )
+            })?,
+        };
         response.body.resize(length, 0);
         stream.read_exact(&mut response.body)?;
         Ok(response)
