@@ -23,5 +23,5 @@ mod probe;
 mod signals;
 
 pub use duration::parse_duration;
-pub use probe::{AttemptError, HttpUrl, UrlError, WaitError, get, wait_until_ok};
+pub use probe::{AttemptError, HttpUrl, UrlError, WaitError, wait_until_ok};
 pub use signals::{ShutdownSignals, Signal};

@@ -87,6 +87,9 @@ pub enum AttemptError {
     /// The body could not be read, or was larger than expected.
     #[error("cannot read the reply: {0}")]
     Body(Box<dyn std::error::Error + Send + Sync>),
+    /// The URL did not make a valid request (an unusual path).
+    #[error("cannot build the request: {0}")]
+    Request(#[from] hyper::http::Error),
     /// An answer, but not 200.
     #[error("answered {0}")]
     Status(StatusCode),
@@ -112,7 +115,7 @@ fn last_error_text(last_error: &Option<AttemptError>) -> String {
 }
 
 /// One GET. Returns the body of a 200 answer.
-pub async fn get(url: &HttpUrl) -> Result<Bytes, AttemptError> {
+async fn get(url: &HttpUrl) -> Result<Bytes, AttemptError> {
     let stream = TcpStream::connect(url.addr).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -126,8 +129,7 @@ pub async fn get(url: &HttpUrl) -> Result<Bytes, AttemptError> {
     let path = url.uri.path_and_query().map_or("/", |p| p.as_str());
     let request = Request::get(path)
         .header(hyper::header::HOST, url.addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .expect("a GET with a parsed path and a socket address as host is a valid request");
+        .body(Empty::<Bytes>::new())?;
     let response = sender.send_request(request).await?;
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_BODY)

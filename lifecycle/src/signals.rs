@@ -1,3 +1,9 @@
+//! SIGTERM and SIGINT as a future, with the handlers installed up front.
+//!
+//! signal-hook does the delivery; this module adds what a container's
+//! entrypoint needs on top: eager installation (PID 1 has no default
+//! actions), the 128 + signal exit codes, and "a second signal means now".
+
 use std::io;
 
 use futures_util::StreamExt;

@@ -18,14 +18,16 @@ const LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What to do after one failed `accept`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Backoff {
+pub struct Reaction {
     /// How long to wait before accepting again.
     pub pause: Duration,
-    /// `Some(n)` when this failure should be logged; `n` failures since the
-    /// last logged one were not.
-    pub log_with_suppressed: Option<u64>,
+    /// `Some(unlogged)` when this failure is to be logged, with the number of
+    /// failures since the last logged one; `None` to stay quiet.
+    pub log: Option<u64>,
 }
 
+/// The accept loop's memory of recent failures: the next pause, and when a
+/// failure was last logged.
 #[derive(Debug)]
 pub struct AcceptBackoff {
     next_pause: Duration,
@@ -45,23 +47,20 @@ impl Default for AcceptBackoff {
 
 impl AcceptBackoff {
     /// Records a failure at `now` and says how to react.
-    pub fn on_error(&mut self, now: Instant) -> Backoff {
+    pub fn on_error(&mut self, now: Instant) -> Reaction {
         let pause = self.next_pause;
         self.next_pause = (pause * 2).min(MAX_PAUSE);
         let due = self
             .last_logged
             .is_none_or(|at| now.duration_since(at) >= LOG_INTERVAL);
-        let log_with_suppressed = if due {
+        let log = if due {
             self.last_logged = Some(now);
             Some(std::mem::take(&mut self.suppressed))
         } else {
             self.suppressed += 1;
             None
         };
-        Backoff {
-            pause,
-            log_with_suppressed,
-        }
+        Reaction { pause, log }
     }
 
     /// Records a successful accept: the next failure starts over fast.
@@ -90,13 +89,13 @@ mod tests {
     fn logs_at_most_once_per_interval_and_counts_the_rest() {
         let mut backoff = AcceptBackoff::default();
         let start = Instant::now();
-        assert_eq!(backoff.on_error(start).log_with_suppressed, Some(0));
+        assert_eq!(backoff.on_error(start).log, Some(0));
         for ms in [1, 100, 999] {
             let later = start + Duration::from_millis(ms);
-            assert_eq!(backoff.on_error(later).log_with_suppressed, None);
+            assert_eq!(backoff.on_error(later).log, None);
         }
         let next = start + LOG_INTERVAL;
-        assert_eq!(backoff.on_error(next).log_with_suppressed, Some(3));
-        assert_eq!(backoff.on_error(next).log_with_suppressed, None);
+        assert_eq!(backoff.on_error(next).log, Some(3));
+        assert_eq!(backoff.on_error(next).log, None);
     }
 }

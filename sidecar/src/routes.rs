@@ -18,7 +18,8 @@ pub fn respond(method: &Method, path: &str, ready: bool) -> Response<Full<Bytes>
         "/" => (StatusCode::OK, GREETING),
         // Liveness: answering at all is the proof.
         "/healthz" => (StatusCode::OK, "ok\n"),
-        // Readiness: false once shutdown has begun, so nothing new is sent here.
+        // Readiness: false once shutdown has begun, so a client on a connection
+        // still open sees the drain (new connections are refused by then).
         "/readyz" if ready => (StatusCode::OK, "ready\n"),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),

@@ -94,8 +94,8 @@ pub async fn run(
             Ok((stream, _peer)) => stream,
             Err(err) => {
                 let reaction = backoff.on_error(Instant::now());
-                if let Some(suppressed) = reaction.log_with_suppressed {
-                    warn!(%err, suppressed, pause = ?reaction.pause, "accept failed; backing off");
+                if let Some(unlogged) = reaction.log {
+                    warn!(%err, suppressed = unlogged, pause = ?reaction.pause, "accept failed; backing off");
                 }
                 tokio::select! {
                     () = tokio::time::sleep(reaction.pause) => continue,
@@ -150,4 +150,65 @@ fn handle(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>>
     shared.requests_served.fetch_add(1, Ordering::Relaxed);
     debug!(method = %request.method(), path = request.uri().path(), status = response.status().as_u16(), "request");
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// Far longer than the test: only a drain that finishes can end it.
+    const PATIENT: Settings = Settings {
+        shutdown_timeout: Duration::from_secs(60),
+        header_read_timeout: Duration::from_secs(60),
+    };
+
+    /// Reads until `stream` holds a whole answer ending in `suffix`.
+    async fn read_until(stream: &mut TcpStream, suffix: &[u8]) -> Vec<u8> {
+        let mut reply = Vec::new();
+        while !reply.ends_with(suffix) {
+            let mut chunk = [0; 512];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&reply));
+            reply.extend_from_slice(&chunk[..n]);
+        }
+        reply
+    }
+
+    #[tokio::test]
+    async fn serves_until_the_trigger_then_closes_idle_connections_and_reports() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The test holds the trigger: a oneshot instead of a signal.
+        let (trigger, triggered) = oneshot::channel::<()>();
+        let server = tokio::spawn(run(listener, PATIENT, async {
+            let _ = triggered.await;
+        }));
+
+        // One answer on a keep-alive connection, which then stays open, idle.
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let reply = read_until(&mut client, routes::GREETING.as_bytes()).await;
+        assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\n"));
+
+        trigger.send(()).unwrap();
+        let report = server.await.unwrap();
+        assert!(report.drained, "an idle connection must not hold the drain");
+        assert_eq!(report.requests_served, 1);
+        assert_eq!(
+            client.read(&mut [0; 16]).await.unwrap(),
+            0,
+            "the drain closes idle connections"
+        );
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "the listener is closed"
+        );
+    }
 }
