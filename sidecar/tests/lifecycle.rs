@@ -274,3 +274,56 @@ fn as_pid_1_a_process_without_handlers_ignores_sigterm() {
         "PID 1 without a handler died of SIGTERM"
     );
 }
+
+#[test]
+fn requests_are_logged_at_debug_and_log_format_json_writes_json_lines() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,sidecar=debug");
+    let mut sidecar = Process::spawn(command);
+    let listening = sidecar.wait_for_log("\"message\":\"listening\"", STARTUP);
+    let addr = listening
+        .split("\"address\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an address field")
+        .parse()
+        .unwrap();
+    assert_eq!(get(addr, "/nope").status, 404);
+    let request = sidecar.wait_for_log("\"message\":\"request\"", PROMPT_EXIT);
+    for field in [
+        "\"method\":\"GET\"",
+        "\"path\":\"/nope\"",
+        "\"status\":404",
+        "\"level\":\"DEBUG\"",
+    ] {
+        assert!(request.contains(field), "{field} in {request}");
+    }
+    sidecar.signal("TERM");
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    for line in sidecar.stderr() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON line: {line}"
+        );
+    }
+}
+
+#[test]
+fn requests_are_not_logged_at_info() {
+    let (mut sidecar, addr) = start(&[]);
+    assert_eq!(get(addr, "/").status, 200);
+    sidecar.signal("TERM");
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    let stderr = sidecar.stderr();
+    assert!(
+        stderr.iter().all(|line| !line.contains(" request ")),
+        "{stderr:#?}"
+    );
+    assert!(
+        stderr.iter().any(|line| line.contains("requests_served=1")),
+        "{stderr:#?}"
+    );
+}
