@@ -26,17 +26,21 @@ fn app(args: &[&str]) -> Command {
 fn one_shot_server(body: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut head = [0u8; 1024];
-        let _ = stream.read(&mut head).unwrap();
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(reply.as_bytes()).unwrap();
-    });
+    std::thread::spawn(move || answer_once(&listener, body));
     addr
+}
+
+/// Accepts one connection on `listener`, reads the request head and answers
+/// 200 with `body`.
+fn answer_once(listener: &TcpListener, body: &str) {
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut head = [0u8; 1024];
+    let _ = stream.read(&mut head).unwrap();
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(reply.as_bytes()).unwrap();
 }
 
 /// A loopback port with nothing listening on it.
@@ -95,13 +99,7 @@ fn keeps_trying_until_the_sidecar_is_up() {
     ]));
     app.wait_for_log("waiting for the sidecar", STARTUP);
     // Only now does the "sidecar" come up, on the port the app is trying.
-    let listener = TcpListener::bind(port).unwrap();
-    let (mut stream, _) = listener.accept().unwrap();
-    let mut head = [0u8; 1024];
-    let _ = stream.read(&mut head).unwrap();
-    stream
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nup\n")
-        .unwrap();
+    answer_once(&TcpListener::bind(port).unwrap(), "up\n");
     assert_eq!(app.wait_exit(STARTUP).code(), 0);
     assert_eq!(app.stdout(), "sidecar replied: up\nmain application\n");
 }
