@@ -131,4 +131,6 @@ def test_e2e_runs_both_demos_and_checks_them_independently():
     assert "--for=condition=complete job/native-sidecar-job" in after_demo
     assert 'test "$app" = 0' in after_demo and 'test "$sidecar" = 0' in after_demo
     assert "grep -qx 'main application'" in after_demo
+    # The app's exact line for the sidecar's reply (tests/test_local.py sees the same line).
+    assert "grep -qx 'sidecar replied: Sidecar application'" in after_demo
     assert 'test "$reason" = DeadlineExceeded' in runs[legacy + 1]
