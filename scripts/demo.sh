@@ -35,8 +35,15 @@ source "$repo/scripts/lib/engine.sh"
 find_engine
 if [[ -n $engine ]]; then
   say "running the lifecycle in containers with $engine instead (make pod)"
-  exec "${make_[@]}" pod CONTAINER_TOOL="$engine"
+  # make pod's steps, run here so that pod.sh's own exit code is seen: 3 means the engine
+  # answers but cannot start a container, and the demo goes on with plain processes.
+  "${make_[@]}" images CONTAINER_TOOL="$engine"
+  pod=0
+  CONTAINER_TOOL="$engine" "$repo/scripts/pod.sh" || pod=$?
+  ((pod == 3)) || exit "$pod"
+  say "$engine cannot run containers here: running the lifecycle with plain processes instead (make local)"
+else
+  say "no container engine answers either: running the lifecycle with plain processes (make local)"
 fi
-command -v cargo >/dev/null || { say "no container engine and no cargo: install Docker or podman (or Rust) to see the demo"; exit 3; }
-say "no container engine answers either: running the lifecycle with plain processes (make local)"
+command -v cargo >/dev/null || { say "no cargo either: install Docker or podman (or Rust) to see the demo"; exit 3; }
 exec "${make_[@]}" local

@@ -13,6 +13,8 @@
 #   scripts/pod.sh                        # docker if an engine answers, else podman
 #   CONTAINER_TOOL=podman APP_SLEEP=1s scripts/pod.sh
 #
+# Exit status: 0 the lifecycle passed, 1 it did not, 3 the engine cannot start a container.
+#
 # Both containers run as the images' non-root user with a read-only root file system, no
 # capabilities and no privilege escalation: the settings job.yaml asks of the kubelet.
 set -euo pipefail
@@ -21,7 +23,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=SCRIPTDIR/../images.env
 source "$repo/images.env"
 
-die() { printf 'pod: %s\n' "$*" >&2; exit 1; }
+say() { printf 'pod: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
 
 # shellcheck source=SCRIPTDIR/lib/engine.sh
 source "$repo/scripts/lib/engine.sh"
@@ -55,7 +58,12 @@ source "$repo/scripts/lib/timeline.bash"
 timeline_start
 sidecar_logs() { printf -- '--- sidecar logs ---\n'; "$tool" logs "$sidecar" 2>&1 || true; printf -- '---\n'; }
 
-"$tool" run --detach --name "$sidecar" "${hardening[@]}" "$SIDECAR_IMAGE" >/dev/null
+if ! "$tool" run --detach --name "$sidecar" "${hardening[@]}" "$SIDECAR_IMAGE" >/dev/null; then
+  # The engine answers but cannot start a container: a runtime problem, not a lifecycle failure.
+  # Exit 3 lets `make demo` fall back to plain processes.
+  say "$tool cannot start a container here (its error is above). On this project's CI machines podman needs the settings in .ci/containers.conf: eval \"\$(scripts/podman-env.sh)\" (see CONTRIBUTING.md)"
+  exit 3
+fi
 mark "sidecar started" "its network namespace is the pod's"
 
 if ! "$tool" exec "$sidecar" /sidecar wait-ready --timeout "$ready_timeout"; then

@@ -118,3 +118,28 @@ def test_json_logs_from_the_caller_do_not_break_the_run(release_binaries: Path) 
     assert result.returncode == 0, result.stdout + result.stderr
     # The app logs as asked; the sidecar's address is read from its text logs.
     assert re.search(r'^  app \| \{.*"message":"working"', result.stdout, re.M)
+
+
+def test_demo_falls_back_to_processes_when_the_engine_cannot_start_containers(
+        release_binaries: Path, tmp_path: Path) -> None:
+    # A podman that answers `info` and builds, but whose `run` fails, as podman does on a
+    # machine whose runtime refuses its default settings.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "podman").write_text(
+        '#!/bin/sh\n'
+        'if [ "$1" = run ]; then echo "Error: runc: OCI permission denied" >&2; exit 126; fi\n'
+        'exit 0\n')
+    (fake / "podman").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DEMO")}
+    env.update(CONTAINER_TOOL="podman", APP_SLEEP="100ms",
+               PATH=os.pathsep.join([str(fake)] + [p for p in env["PATH"].split(os.pathsep)
+                                                   if not (Path(p) / "kind").exists()]))
+    result = subprocess.run([str(DEMO)], cwd=REPO, capture_output=True, text=True, timeout=900,
+                            env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pod: podman cannot start a container here" in result.stderr
+    assert "eval \"$(scripts/podman-env.sh)\"" in result.stderr
+    assert ("demo: podman cannot run containers here: running the lifecycle with plain "
+            "processes instead (make local)") in result.stderr
+    assert re.search(r"^PASS: app and sidecar both exited 0 after", result.stdout, re.M)
