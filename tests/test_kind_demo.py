@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from images_support import images_env
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "kind-demo.sh"
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -219,11 +221,7 @@ def test_up_refuses_a_cluster_of_another_version(env):
 
 
 def images():
-    values = dict(
-        line.split("=", 1)
-        for line in (ROOT / "images.env").read_text().splitlines()
-        if line and not line.startswith("#")
-    )
+    values = images_env()
     return values["APP_IMAGE"], values["SIDECAR_IMAGE"]
 
 

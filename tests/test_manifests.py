@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from images_support import images_env
+
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = ["job.yaml", "job-legacy.yaml"]
 # Every minor release the Jobs must run on, as kubernetes-validate names its schemas.
@@ -49,15 +51,6 @@ def duration_seconds(text):
     match = re.fullmatch(r"(\d+)(ms|s|m|h)", text)
     assert match, f"not a simple duration: {text!r}"
     return int(match[1]) * units[match[2]]
-
-
-def images_env():
-    values = {}
-    for line in (ROOT / "images.env").read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key] = value
-    return values
 
 
 def pod_spec(job):
