@@ -3,8 +3,9 @@
 
     scripts/bench.py [--rounds 5] [--duration 10s] [--out bench/results.json]
 
-It builds static release binaries, with the Dockerfile's flags (the sidecar, the app, and the bench-only baseline
-`sidecar/examples/bare_hello.rs`: hyper with nothing else, same toolchain and profile), then
+It builds static release binaries for the Dockerfile's musl target (scripts/static-target.sh): the
+sidecar, the app, and the bench-only baseline `sidecar/examples/bare_hello.rs` (hyper with
+nothing else, same toolchain, target and profile). Then it
 runs several rounds. In each round, each server is measured in fresh processes:
 
   * start-up: spawn to the first 200 from GET /healthz, polled every half millisecond;
@@ -58,9 +59,9 @@ REPO = Path(__file__).resolve().parent.parent
 SIDECAR_BODY = b"Sidecar application\n"
 LISTENING = re.compile(r"listening address=(\S+):(\d+)")
 MB = 1_000_000
-# The flags docker/Dockerfile builds the images' binaries with (a test keeps them equal), so that
-# the sizes measured here are the sizes shipped: static glibc, without position independence.
-STATIC_RUSTFLAGS = "-C target-feature=+crt-static -C relocation-model=static"
+# Names the musl target that docker/Dockerfile builds for, and adds it to the toolchain if need
+# be, so that the sizes measured here are the sizes shipped.
+STATIC_TARGET = REPO / "scripts" / "static-target.sh"
 MIB = 1024 * 1024
 
 # wrk's own summary is text with rounded units; this prints the raw figures as one JSON line.
@@ -554,11 +555,14 @@ def image_sizes(build: bool) -> tuple[dict[str, int | None], str]:
 # --- build -----------------------------------------------------------------------------------
 
 
+def static_target() -> str:
+    return run([str(STATIC_TARGET)], timeout=600, capture_output=True, text=True).stdout.strip()
+
+
 def build(target_dir: Path, locked: bool) -> tuple[dict[str, Path], str]:
-    version = run(["rustc", "-vV"], timeout=60, capture_output=True, text=True).stdout
-    triple = re.search(r"^host: (\S+)$", version, re.M)[1]
+    version = run(["rustc", "-V"], timeout=60, capture_output=True, text=True).stdout.strip()
+    triple = static_target()
     env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir))
-    env["RUSTFLAGS"] = (env.get("RUSTFLAGS", "") + " " + STATIC_RUSTFLAGS).strip()
     cargo = ["cargo", "build", "--release", "--target", triple] + (["--locked"] if locked else [])
     say(f"building static release binaries for {triple}")
     run(cargo + ["-p", "sidecar", "-p", "app", "--bins"], timeout=3600, cwd=REPO, env=env)
@@ -571,7 +575,7 @@ def build(target_dir: Path, locked: bool) -> tuple[dict[str, Path], str]:
     for name, path in binaries.items():
         if not is_static(path):
             raise BenchError(f"{path} is dynamically linked")
-    return binaries, version.splitlines()[0]
+    return binaries, version
 
 
 def git_state() -> dict:
@@ -716,9 +720,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench(args: argparse.Namespace, wrk_binary: str) -> int:
     if args.no_build:
-        triple = re.search(r"^host: (\S+)$", subprocess.run(
-            ["rustc", "-vV"], capture_output=True, text=True, check=True).stdout, re.M)[1]
-        out = args.target_dir / triple / "release"
+        out = args.target_dir / static_target() / "release"
         binaries = {"sidecar": out / "sidecar", "app": out / "app",
                     "baseline": out / "examples" / "bare_hello"}
         rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip()

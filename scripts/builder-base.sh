@@ -3,8 +3,9 @@
 # for machines that reach Debian's packages but no container registry.
 #
 #   scripts/builder-base.sh            # base only: Debian bookworm minbase + gcc, libc6-dev,
-#                                      # ca-certificates; the build bind-mounts the host
-#                                      # toolchain at /usr/local/rust (podman build -v).
+#                                      # ca-certificates, and a `rustup` that only checks
+#                                      # (scripts/lib/rustup-standin); the build bind-mounts
+#                                      # the host toolchain at /usr/local/rust (podman build -v).
 #   scripts/builder-base.sh toolchain  # base + a copy of the host toolchain, for
 #                                      # `docker build`, which has no -v.
 #
@@ -17,6 +18,7 @@ cache="$repo/.cache/builder-base"
 suite=bookworm
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 packages=gcc,libc6-dev,ca-certificates
+rootfs_image="localhost/k8s-native-sidecar-job/builder-rootfs:$suite"
 base_image="localhost/k8s-native-sidecar-job/builder-base:$suite"
 mode="${1:-base}"
 
@@ -36,7 +38,10 @@ changes=(
   --change 'CMD ["bash"]'
 )
 
-if ! podman image exists "$base_image"; then
+# The mounted or copied toolchain must already hold the images' target.
+triple="$("$repo/scripts/static-target.sh")"
+
+if ! podman image exists "$rootfs_image"; then
   tarball="$cache/$suite-minbase.tar"
   if [[ ! -s $tarball ]]; then
     command -v debootstrap >/dev/null || die "debootstrap not found: run scripts/install-container-tools.sh"
@@ -53,9 +58,14 @@ if ! podman image exists "$base_image"; then
     rm -rf "$rootfs"
     trap - EXIT
   fi
-  log "importing $tarball as $base_image"
-  podman import --quiet "${changes[@]}" "$tarball" "$base_image" >/dev/null
+  log "importing $tarball as $rootfs_image"
+  podman import --quiet "${changes[@]}" "$tarball" "$rootfs_image" >/dev/null
 fi
+# A layer on top, rebuilt from podman's cache unless the stand-in changed.
+podman build --quiet --tag "$base_image" --file - "$repo/scripts/lib" >/dev/null <<DOCKERFILE
+FROM $rootfs_image
+COPY rustup-standin /usr/local/cargo/bin/rustup
+DOCKERFILE
 
 if [[ $mode == base ]]; then
   printf '%s\n' "$base_image"
@@ -65,7 +75,9 @@ fi
 sysroot="$(rustc --print sysroot)"
 release="$(rustc -vV | sed -n 's/^release: //p')"
 toolchain_image="localhost/k8s-native-sidecar-job/rust:$release-$suite"
-if ! podman image exists "$toolchain_image"; then
+# Rebuilt when missing, or made before the target was added or the stand-in rustup existed.
+if ! podman image exists "$toolchain_image" \
+    || ! podman run --rm "$toolchain_image" rustup target add "$triple" >/dev/null 2>&1; then
   log "copying the toolchain in $sysroot into $toolchain_image"
   # share/ (docs, man pages) is most of the toolchain's size and not needed to build.
   podman build --quiet --tag "$toolchain_image" --file - "$sysroot" >/dev/null <<DOCKERFILE
