@@ -21,10 +21,10 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// An `http://` URL whose host is an IP address, such as
 /// `http://127.0.0.1:8080/readyz`.
 ///
-/// Names are refused on purpose: the binaries are linked statically, and a
-/// static glibc cannot load the NSS modules that name lookups go through,
-/// not even for `localhost`. Containers of one Pod share a network namespace,
-/// so a sidecar is always at `127.0.0.1` anyway.
+/// Names are refused on purpose. Containers of one Pod share a network
+/// namespace, so a sidecar is always at `127.0.0.1`; and a lookup runs on a
+/// blocking thread that no deadline can cut short, so a slow resolver could
+/// hold the app past `--sidecar-wait`, or past SIGTERM at exit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
     uri: Uri,
@@ -42,7 +42,7 @@ pub enum UrlError {
     Scheme,
     /// The host is a name, not an IP address.
     #[error(
-        "the host must be an IP address such as 127.0.0.1, not a name (static binaries do no name lookups)"
+        "the host must be an IP address such as 127.0.0.1, not a name (a sidecar shares the Pod's loopback)"
     )]
     HostName,
 }
