@@ -556,13 +556,19 @@ def image_sizes(build: bool) -> tuple[dict[str, int | None], str]:
 
 
 def static_target() -> str:
-    return run([str(STATIC_TARGET)], timeout=600, capture_output=True, text=True).stdout.strip()
+    # stderr passes through: it says when rustup downloads the target, or why it cannot.
+    return run([str(STATIC_TARGET)], timeout=600, stdout=subprocess.PIPE, text=True).stdout.strip()
 
 
 def build(target_dir: Path, locked: bool) -> tuple[dict[str, Path], str]:
     version = run(["rustc", "-V"], timeout=60, capture_output=True, text=True).stdout.strip()
     triple = static_target()
     env = dict(os.environ, CARGO_TARGET_DIR=str(target_dir))
+    # The Dockerfile builds with the target's defaults; flags from the caller's shell would make
+    # the binaries measured differ from the binaries shipped.
+    per_target = f"CARGO_TARGET_{triple.upper().replace('-', '_')}_RUSTFLAGS"
+    for name in ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", per_target):
+        env.pop(name, None)
     cargo = ["cargo", "build", "--release", "--target", triple] + (["--locked"] if locked else [])
     say(f"building static release binaries for {triple}")
     run(cargo + ["-p", "sidecar", "-p", "app", "--bins"], timeout=3600, cwd=REPO, env=env)

@@ -12,11 +12,15 @@ set -euo pipefail
 
 triple="$(uname -m)-unknown-linux-musl"
 sysroot="$(rustc --print sysroot)"
-if [[ ! -d $sysroot/lib/rustlib/$triple ]]; then
+installed() { [[ -d $sysroot/lib/rustlib/$triple/lib ]]; }
+if ! installed; then
   command -v rustup >/dev/null \
     || { printf 'static-target: the toolchain in %s lacks %s, and rustup is not here to add it\n' \
            "$sysroot" "$triple" >&2; exit 1; }
   printf 'static-target: rustup target add %s\n' "$triple" >&2
   rustup target add "$triple" >&2
+  # A rustc that rustup does not manage would still lack it.
+  installed || { printf 'static-target: rustup added %s, but not to the toolchain in %s\n' \
+                   "$triple" "$sysroot" >&2; exit 1; }
 fi
 printf '%s\n' "$triple"

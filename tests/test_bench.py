@@ -68,10 +68,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
                         pytrace=False)
         pytest.skip("wrk is not installed (apt-get install wrk); the bench needs it")
     out = tmp_path_factory.mktemp("bench") / "results.json"
+    # A flag rustc refuses: the build fails unless the bench builds with the target's defaults,
+    # as the Dockerfile does, whatever the caller's shell exports.
+    env = dict(os.environ, RUSTFLAGS="-C not-a-codegen-option")
     # Generous: the first run compiles the release binaries.
     done = subprocess.run(
         [sys.executable, str(BENCH), "--rounds", "1", "--duration", "1s", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=1800,
+        cwd=REPO, capture_output=True, text=True, timeout=1800, env=env,
     )
     assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr[-4000:]}"
     return json.loads(out.read_text()), done.stdout
@@ -129,12 +132,14 @@ def test_each_target_has_a_verdict(results: tuple[dict, str]) -> None:
     assert data["all_targets_met"] == all(f["pass"] for f in targeted)
 
 
-def test_the_binaries_measured_are_static(results: tuple[dict, str]) -> None:
+def test_the_binaries_measured_are_static_musl_builds(results: tuple[dict, str]) -> None:
     binaries = results[0]["binaries"]
     assert set(binaries) == {"sidecar", "app", "baseline"}
     for name, binary in binaries.items():
         assert binary["static"] is True, name
         assert Path(binary["path"]).stat().st_size == binary["bytes"], name
+        # The target the Dockerfile builds for, which scripts/static-target.sh added if need be.
+        assert f"/{os.uname().machine}-unknown-linux-musl/release/" in binary["path"], name
 
 
 def test_the_bench_builds_like_the_dockerfile() -> None:
@@ -145,17 +150,5 @@ def test_the_bench_builds_like_the_dockerfile() -> None:
     assert f'RUN rustup target add "{triple}"' in dockerfile
     assert f'triple="{triple}"' in dockerfile
     assert 'cargo build --release --locked --target "$triple"' in dockerfile
-    # The target's defaults are the whole recipe: no flags on the side in either.
+    # The target's defaults are the whole recipe: no flags on the side.
     assert "RUSTFLAGS" not in dockerfile
-    assert "RUSTFLAGS" not in BENCH.read_text()
-    assert 'str(STATIC_TARGET)' in BENCH.read_text()
-
-def test_static_target_names_and_installs_this_machines_musl_target() -> None:
-    proc = subprocess.run([str(REPO / "scripts" / "static-target.sh")], capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    triple = proc.stdout.strip()
-    assert triple == f"{os.uname().machine}-unknown-linux-musl"
-    sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-    assert (Path(sysroot) / "lib" / "rustlib" / triple / "lib").is_dir()
