@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Offline stand-in for the Dockerfile's builder image (docker.io/library/rust:*-slim-bookworm),
-# for machines that reach Debian's packages but no container registry.
+# for machines that reach Debian's packages but no container registry. The host's toolchain
+# needs the images' musl target: scripts/static-target.sh adds it with rustup if it is missing,
+# which downloads it from static.rust-lang.org once.
 #
 #   scripts/builder-base.sh            # base only: Debian bookworm minbase + gcc, libc6-dev,
 #                                      # ca-certificates, and a `rustup` that only checks
