@@ -23,8 +23,8 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 ///
 /// Names are refused on purpose. Containers of one Pod share a network
 /// namespace, so a sidecar is always at `127.0.0.1`; and a lookup runs on a
-/// blocking thread that no deadline can cut short, so a slow resolver could
-/// hold the app past `--sidecar-wait`, or past SIGTERM at exit.
+/// blocking thread that no deadline can cut short, which the runtime waits
+/// for at exit, so a slow resolver could hold the app past SIGTERM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
     uri: Uri,

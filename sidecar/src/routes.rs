@@ -9,10 +9,12 @@ use hyper::{Method, Response, StatusCode};
 /// The body of `GET /`: the sidecar's whole job in this example.
 pub const GREETING: &str = "Sidecar application\n";
 
+// Header values are statics because `from_static` checks every byte: here
+// that runs once, at compile time, rather than on every request.
+
 /// The methods every known path accepts, as sent in `Allow` with a 405.
 static ALLOWED: HeaderValue = HeaderValue::from_static("GET, HEAD");
-/// Statics, because `from_static` checks every byte: done once at compile
-/// time here, rather than on every request.
+/// The type of every body the sidecar sends.
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// Routes one request. hyper leaves out the body of an answer to `HEAD`.
