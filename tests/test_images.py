@@ -226,6 +226,17 @@ def test_image_is_its_binary_only(built, target, tmp_path):
     assert exposed == ({"8080/tcp"} if target == "sidecar" else set())
 
 
+def stop(tool: str, name: str, env: dict[str, str]) -> tuple[int, float]:
+    """`<tool> stop` with STOP_TIMEOUT before SIGKILL: the container's exit code, and the seconds
+    the stop took. A SIGTERM that reached PID 1's handler ends well before the deadline; a kill at
+    the deadline takes STOP_TIMEOUT and gives 137."""
+    started = time.monotonic()
+    run([tool, "stop", "--time", str(STOP_TIMEOUT), name], env, timeout=STOP_TIMEOUT + 30)
+    took = time.monotonic() - started
+    code = run([tool, "inspect", "--format", "{{.State.ExitCode}}", name], env).stdout
+    return int(code), took
+
+
 def test_sidecar_hardened_answers_every_endpoint_and_stops_with_0(built, container_name):
     name = container_name("sidecar")
     run(
@@ -248,11 +259,8 @@ def test_sidecar_hardened_answers_every_endpoint_and_stops_with_0(built, contain
     assert http_get(f"{base}/readyz")[0] == 200
     assert http_get(f"{base}/nope")[0] == 404
 
-    started = time.monotonic()
-    run(["podman", "stop", "--time", str(STOP_TIMEOUT), name], built, timeout=STOP_TIMEOUT + 30)
-    took = time.monotonic() - started
-    code = run(["podman", "inspect", "--format", "{{.State.ExitCode}}", name], built).stdout
-    assert int(code) == 0
+    code, took = stop("podman", name, built)
+    assert code == 0
     # SIGTERM reached PID 1's handler: a kill at the deadline would take STOP_TIMEOUT and give 137.
     assert took < STOP_TIMEOUT / 2, took
 
@@ -280,11 +288,8 @@ def test_app_stopped_early_exits_143(built, container_name):
 
     # The signal handlers are installed before the work starts, so from here SIGTERM is handled.
     wait_for("the app to start working", working, timeout=30)
-    started = time.monotonic()
-    run(["podman", "stop", "--time", str(STOP_TIMEOUT), name], built, timeout=STOP_TIMEOUT + 30)
-    took = time.monotonic() - started
-    code = run(["podman", "inspect", "--format", "{{.State.ExitCode}}", name], built).stdout
-    assert int(code) == 143
+    code, took = stop("podman", name, built)
+    assert code == 143
     assert took < STOP_TIMEOUT / 2, took
 
 
@@ -392,11 +397,8 @@ def test_docker_run_stop_save(docker_built, tmp_path):
             lambda: "listening" in run(["docker", "logs", name], env, check=False).stderr,
             timeout=30,
         )
-        started = time.monotonic()
-        run(["docker", "stop", "--time", str(STOP_TIMEOUT), name], env, timeout=STOP_TIMEOUT + 30)
-        took = time.monotonic() - started
-        code = run(["docker", "inspect", "--format", "{{.State.ExitCode}}", name], env).stdout
-        assert int(code) == 0
+        code, took = stop("docker", name, env)
+        assert code == 0
         assert took < STOP_TIMEOUT / 2, took
     finally:
         run(["docker", "rm", "--force", name], env, check=False)
