@@ -23,6 +23,9 @@ NODE_1_37 = (
 NODE_1_28 = (
     "kindest/node:v1.28.15@sha256:a7c05c7ae043a0b8c818f5a06188bc2c4098f6cb59ca7d1856df00375d839251"
 )
+NODE_1_35 = (
+    "kindest/node:v1.35.8@sha256:07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0"
+)
 
 
 def load(name):
@@ -95,7 +98,11 @@ def test_strict_validation_bites():
 
 @pytest.mark.parametrize(
     ("name", "image", "kind_release"),
-    [("cluster.yaml", NODE_1_37, "v0.33.0"), ("cluster-1.28.yaml", NODE_1_28, "v0.25.0")],
+    [
+        ("cluster.yaml", NODE_1_37, "v0.33.0"),
+        ("cluster-1.35.yaml", NODE_1_35, "v0.33.0"),
+        ("cluster-1.28.yaml", NODE_1_28, "v0.25.0"),
+    ],
 )
 def test_cluster_is_one_node_pinned_by_digest(name, image, kind_release):
     config = load(name)
@@ -108,14 +115,16 @@ def test_cluster_is_one_node_pinned_by_digest(name, image, kind_release):
 
 def test_gate_is_set_on_1_28_only():
     assert load("cluster-1.28.yaml")["featureGates"] == {"SidecarContainers": True}
-    # The gate no longer exists on 1.37: naming it at all would stop the control plane.
-    assert "featureGates" not in load("cluster.yaml")
-    code = [
-        line
-        for line in (ROOT / "cluster.yaml").read_text().splitlines()
-        if not line.lstrip().startswith("#")
-    ]
-    assert not [line for line in code if "SidecarContainers" in line]
+    # The gate no longer exists on 1.37: naming it at all would stop the control plane. On 1.35
+    # it is locked on, so there is nothing to set.
+    for name in ("cluster.yaml", "cluster-1.35.yaml"):
+        assert "featureGates" not in load(name)
+        code = [
+            line
+            for line in (ROOT / name).read_text().splitlines()
+            if not line.lstrip().startswith("#")
+        ]
+        assert not [line for line in code if "SidecarContainers" in line]
 
 
 # --- job.yaml ------------------------------------------------------------------------------

@@ -107,10 +107,12 @@ def test_e2e_matrix_pairs_each_node_image_with_its_kind_release():
     workflow = load(ROOT / ".github/workflows/e2e.yml")
     job = workflow["jobs"]["kind"]
     matrix = {entry["k8s"]: entry for entry in job["strategy"]["matrix"]["include"]}
-    assert set(matrix) == {"1.28", "1.37"}
+    assert set(matrix) == {"1.28", "1.35", "1.37"}
     assert matrix["1.37"]["kind"] == "v0.33.0"
+    assert matrix["1.35"]["kind"] == "v0.33.0"
     assert matrix["1.28"]["kind"] == "v0.25.0"
     assert matrix["1.37"]["kubectl"] == "v1.37.0"
+    assert matrix["1.35"]["kubectl"] == "v1.35.8"
     assert matrix["1.28"]["kubectl"] == "v1.28.15"
     for entry in matrix.values():
         assert re.fullmatch(r"[0-9a-f]{64}", entry["kind_sha256"])
