@@ -16,6 +16,7 @@
 
 mod accept_backoff;
 mod config;
+mod connection_cap;
 mod routes;
 mod server;
 

@@ -392,9 +392,17 @@ fn a_thousand_idle_keep_alive_connections_cost_little_and_do_not_delay_shutdown(
     // A header-read timeout longer than the test, so that none is closed as
     // idle before the end, and a deadline far away, so that only closing the
     // idle connections at once can end the drain within PROMPT_EXIT.
+    // A cap above them all: flood.rs tests the default cap.
     let (mut sidecar, addr) = start_with_open_files_limit(
         4096,
-        &["--header-read-timeout", "1m", "--shutdown-timeout", "30s"],
+        &[
+            "--header-read-timeout",
+            "1m",
+            "--shutdown-timeout",
+            "30s",
+            "--max-connections",
+            "2000",
+        ],
     );
     let pid = sidecar.pid();
     let before = rss_kib(pid);
