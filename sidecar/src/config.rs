@@ -51,6 +51,8 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
 
     /// How long a client may take to send a request's headers (at most 1h).
+    /// The clock starts when the sidecar starts waiting for them, so this is
+    /// also how long a connection may stay idle.
     #[arg(long, env = "SIDECAR_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_header_read_timeout)]
     pub header_read_timeout: Duration,
 

@@ -11,9 +11,10 @@
 //! only to close them at once would turn a busy moment into failed requests.
 //!
 //! Reaching the cap is logged once per episode: once when the accept loop
-//! first has to wait, and once when it next finds room without waiting.
-//! While clients keep the cap full, every freed place is taken at once, so
-//! the loop keeps waiting and nothing more is logged.
+//! first has to wait, and once when it finds more than a quarter of the
+//! places free again. While clients keep the cap full, every freed place is
+//! taken at once, and a crowd that comes and goes near the cap does not
+//! start a new episode with every connection.
 
 use std::sync::Arc;
 
@@ -25,8 +26,9 @@ use tracing::{info, warn};
 pub struct ConnectionCap {
     places: Arc<Semaphore>,
     max: usize,
-    /// Whether the accept loop has waited for room since it last found room
-    /// at once: an episode at the cap is under way.
+    /// Whether the accept loop has had to wait for room, and has not found
+    /// more than a quarter of the places free since: an episode at the cap
+    /// is under way.
     at_cap: bool,
 }
 
@@ -42,8 +44,10 @@ impl ConnectionCap {
     /// Waits for room for one more connection. The connection holds the
     /// place until it drops the returned permit.
     pub async fn room(&mut self) -> OwnedSemaphorePermit {
+        let free = self.places.available_permits();
         if let Ok(place) = Arc::clone(&self.places).try_acquire_owned() {
-            if std::mem::take(&mut self.at_cap) {
+            if self.at_cap && free > self.max / 4 {
+                self.at_cap = false;
                 info!(max_connections = self.max, "below the connection cap again");
             }
             return place;
@@ -91,19 +95,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_episode_lasts_until_room_is_found_without_waiting() {
+    async fn an_episode_lasts_until_more_than_a_quarter_of_the_places_are_free() {
+        let mut cap = ConnectionCap::new(8);
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(room_now(cap.room()).await.expect("a place"));
+        }
+        assert!(!cap.at_cap, "filling up is not an episode");
+        {
+            let mut waiting = std::pin::pin!(cap.room());
+            assert!(room_now(&mut waiting).await.is_none());
+            held.pop();
+            held.push(room_now(&mut waiting).await.expect("the freed place"));
+        }
+        assert!(cap.at_cap, "waiting for room starts an episode");
+
+        // 2 of 8 free: a quarter, not more.
+        held.truncate(6);
+        held.push(room_now(cap.room()).await.expect("a place at once"));
+        assert!(cap.at_cap, "a quarter free does not end it");
+        // 3 of 8 free.
+        held.truncate(5);
+        let _room = room_now(cap.room()).await.expect("a place at once");
+        assert!(!cap.at_cap, "more than a quarter free ends it");
+    }
+
+    #[tokio::test]
+    async fn a_cap_of_one_ends_its_episode_when_its_place_is_free() {
         let mut cap = ConnectionCap::new(1);
         let only = room_now(cap.room()).await.expect("a place");
-        assert!(!cap.at_cap);
         let freed = {
             let mut waiting = std::pin::pin!(cap.room());
             assert!(room_now(&mut waiting).await.is_none());
             drop(only);
             room_now(&mut waiting).await.expect("the freed place")
         };
-        assert!(cap.at_cap, "waiting for room starts an episode");
+        assert!(cap.at_cap);
         drop(freed);
         let _room = room_now(cap.room()).await.expect("a place at once");
-        assert!(!cap.at_cap, "room at once ends it");
+        assert!(!cap.at_cap);
     }
 }

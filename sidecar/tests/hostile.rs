@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 mod support;
 
 use support::{
-    PROMPT_EXIT, READ_TIMEOUT, STARTUP, connect, start, start_request, start_with_open_files_limit,
+    PROMPT_EXIT, READ_TIMEOUT, STARTUP, connect, ensure_open_files, memory_kib, start,
+    start_request, start_with_open_files_limit,
 };
 use testkit::{HttpResponse, Process, get, wait_until_server_has_read};
 
@@ -97,16 +98,6 @@ fn status_of(bytes: &[u8]) -> Option<u16> {
     text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
-/// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .expect("a VmRSS line");
-    line.trim().trim_end_matches("kB").trim().parse().unwrap()
-}
-
 /// CPU time (user and system) that `pid` has used.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -131,32 +122,6 @@ fn cpu_time(pid: u32) -> Duration {
     .parse()
     .unwrap();
     Duration::from_secs_f64(ticks as f64 / per_second as f64)
-}
-
-/// The soft limit on open files of this test process, raised to `needed`
-/// if it is lower, with util-linux's `prlimit` (no unsafe code needed).
-fn ensure_open_files(needed: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let soft: u64 = limits
-        .lines()
-        .find(|line| line.starts_with("Max open files"))
-        .and_then(|line| line.split_whitespace().nth(3))
-        .and_then(|soft| soft.parse().ok())
-        .unwrap();
-    if soft < needed {
-        let status = Command::new("prlimit")
-            .args([
-                "--pid",
-                &std::process::id().to_string(),
-                &format!("--nofile={needed}:"),
-            ])
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "cannot raise this test's open-file limit from {soft} to {needed}"
-        );
-    }
 }
 
 /// Seconds since midnight of a text log line's timestamp
@@ -271,9 +236,9 @@ fn oversized_heads_get_431_or_a_closed_connection_and_leave_no_memory_behind() {
         }
     };
     send_all(20);
-    let warm = rss_kib(pid);
+    let warm = memory_kib(pid, "VmRSS");
     send_all(300);
-    let after = rss_kib(pid);
+    let after = memory_kib(pid, "VmRSS");
     eprintln!(
         "RSS after 60 oversized heads: {warm} KiB; after 900 more: {after} KiB; {} of 960 answered 431",
         statuses.iter().filter(|s| **s == Some(431)).count()
@@ -405,10 +370,10 @@ fn a_thousand_idle_keep_alive_connections_cost_little_and_do_not_delay_shutdown(
         ],
     );
     let pid = sidecar.pid();
-    let before = rss_kib(pid);
+    let before = memory_kib(pid, "VmRSS");
 
     let mut idle: Vec<_> = (0..IDLE).map(|_| keep_alive_connection(addr)).collect();
-    let with_idle = rss_kib(pid);
+    let with_idle = memory_kib(pid, "VmRSS");
     let per_connection = (with_idle.saturating_sub(before)) * 1024 / IDLE as u64;
     eprintln!(
         "RSS: {before} KiB before, {with_idle} KiB with {IDLE} idle keep-alive connections ({per_connection} bytes each)"
@@ -630,7 +595,7 @@ fn a_large_upload_is_refused_before_it_is_sent_and_never_read() {
     const ANNOUNCED: u64 = 100 * 1024 * 1024;
     let (mut sidecar, addr) = start(&[]);
     let pid = sidecar.pid();
-    let before = rss_kib(pid);
+    let before = memory_kib(pid, "VmRSS");
 
     let mut stream = BufReader::new(connect(addr));
     stream
@@ -658,7 +623,7 @@ fn a_large_upload_is_refused_before_it_is_sent_and_never_read() {
             Err(err) => break Some(err),
         }
     };
-    let after = rss_kib(pid);
+    let after = memory_kib(pid, "VmRSS");
     eprintln!(
         "upload: {sent} of {ANNOUNCED} bytes accepted before {refused:?}; RSS {before} KiB before, {after} KiB after"
     );
