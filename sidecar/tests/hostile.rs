@@ -591,6 +591,46 @@ fn a_request_half_sent_on_a_reused_connection_at_sigterm_gets_no_answer_rather_t
 }
 
 #[test]
+fn after_sigterm_readyz_answers_503_to_a_first_request_under_way_and_new_connections_are_refused() {
+    // The deadline is far away: the request under way is waited for.
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "30s"]);
+    let mut stream = BufReader::new(connect(addr));
+    stream
+        .get_mut()
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: test\r\n")
+        .unwrap();
+    wait_until_server_has_read(addr, stream.get_ref(), STARTUP);
+
+    sidecar.signal("TERM");
+    sidecar.wait_for_log("stopped accepting", PROMPT_EXIT);
+    assert!(TcpStream::connect(addr).is_err(), "a new connection");
+    stream.get_mut().write_all(b"\r\n").unwrap();
+    let response = HttpResponse::read_from(&mut stream).unwrap();
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (503, "shutting down\n")
+    );
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    assert_eq!(requests_served(&sidecar), 1);
+}
+
+#[test]
+fn the_drain_closes_at_once_a_new_connection_that_has_sent_nothing() {
+    // Neither the deadline nor the header-read timeout is near: only closing
+    // the silent connection at once can end the drain within PROMPT_EXIT.
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "30s", "--header-read-timeout", "1m"]);
+    let mut silent = connect(addr);
+    // Accepted by the sidecar, not just waiting in the kernel's backlog: a
+    // request on a second connection is answered after the silent one.
+    assert_eq!(get(addr, "/").status, 200);
+
+    assert_eq!(stop(&mut sidecar, PROMPT_EXIT), 1);
+    let (reply, closed) = read_until_closed(&mut silent);
+    assert_eq!((reply.len(), closed), (0, Closed::Eof));
+}
+
+#[test]
 fn a_large_upload_is_refused_before_it_is_sent_and_never_read() {
     const ANNOUNCED: u64 = 100 * 1024 * 1024;
     let (mut sidecar, addr) = start(&[]);
