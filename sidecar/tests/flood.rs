@@ -126,10 +126,12 @@ fn sockets(pid: u32) -> usize {
         .count()
 }
 
-/// How many established connections to `server` the server side has read
-/// to the last byte, from /proc/net/tcp (accepted ones that hyper has read,
-/// unlike those waiting in the backlog with their bytes still queued).
-fn connections_read_to_the_end(server: SocketAddr) -> usize {
+/// Established connections to `server`, as the server side's sockets in
+/// /proc/net/tcp: those accepted, and those waiting in the listen backlog.
+/// With `read_to_the_end`, only those with nothing left to read (accepted
+/// ones that hyper has read, unlike those in the backlog with their bytes
+/// still queued).
+fn established(server: SocketAddr, read_to_the_end: bool) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let port = format!(":{:04X}", server.port());
     table
@@ -137,8 +139,10 @@ fn connections_read_to_the_end(server: SocketAddr) -> usize {
         .skip(1)
         .filter(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            // Local address, state 01 (established), and an empty receive queue.
-            fields[1].ends_with(&port) && fields[3] == "01" && fields[4].ends_with(":00000000")
+            // Local address, state 01 (established), the receive queue.
+            fields[1].ends_with(&port)
+                && fields[3] == "01"
+                && (!read_to_the_end || fields[4].ends_with(":00000000"))
         })
         .count()
 }
@@ -154,7 +158,7 @@ fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool)
 
 /// Waits until the sidecar holds exactly the cap of connections and says
 /// so; checks on every look that it never holds more.
-fn wait_for_the_cap(sidecar: &Process, baseline: usize) {
+fn wait_for_the_cap(sidecar: &Process, addr: SocketAddr, baseline: usize) {
     let pid = sidecar.pid();
     wait_until("the cap reached", FLOOD_WAIT, || {
         let open = open_connections(pid, baseline);
@@ -165,13 +169,17 @@ fn wait_for_the_cap(sidecar: &Process, baseline: usize) {
         open == CAP
     });
     sidecar.wait_for_log(CAP_REACHED, FLOOD_WAIT);
+    // The others are not accepted and dropped: the kernel holds them.
+    wait_until("clients waiting in the backlog", FLOOD_WAIT, || {
+        established(addr, false) > CAP
+    });
 }
 
 /// Waits until the sidecar has read the heads sent on the connections it
 /// holds (the cap of them), so that they are requests under way.
 fn wait_for_the_heads_read(addr: SocketAddr) {
     wait_until("the heads read", FLOOD_WAIT, || {
-        connections_read_to_the_end(addr) >= CAP
+        established(addr, true) >= CAP
     });
 }
 
@@ -206,7 +214,7 @@ fn floods_of_idle_clients_and_unfinished_heads_stay_under_the_bound_and_the_side
 
     // Clients that connect and send nothing.
     let mut idle = Flood::start(addr, CLIENTS, Vec::new());
-    wait_for_the_cap(&sidecar, baseline);
+    wait_for_the_cap(&sidecar, addr, baseline);
     assert_under_the_bound(pid, &format!("{CLIENTS} idle clients"));
     assert_eq!(count_logs(&sidecar, CAP_REACHED), 1);
     idle.stop();
@@ -219,7 +227,7 @@ fn floods_of_idle_clients_and_unfinished_heads_stay_under_the_bound_and_the_side
 
     // Clients that each hold 8 KB of a head, read by the sidecar.
     let mut holding = Flood::start(addr, CLIENTS, unfinished_8kb_head());
-    wait_for_the_cap(&sidecar, baseline);
+    wait_for_the_cap(&sidecar, addr, baseline);
     wait_for_the_heads_read(addr);
     assert_under_the_bound(pid, &format!("{CLIENTS} clients holding 8 KB heads"));
     holding.stop();
@@ -251,7 +259,7 @@ fn sigterm_during_a_flood_exits_0_within_the_shutdown_deadline() {
     let (mut sidecar, addr) = start(&["--header-read-timeout", "1m", "--shutdown-timeout", "2s"]);
     let baseline = sockets(sidecar.pid());
     let _flood = Flood::start(addr, CLIENTS, unfinished_8kb_head());
-    wait_for_the_cap(&sidecar, baseline);
+    wait_for_the_cap(&sidecar, addr, baseline);
     wait_for_the_heads_read(addr);
 
     // The heads are unfinished requests, which the drain waits for until the
