@@ -1,4 +1,4 @@
-"""The sidecar image under a connection flood, in a container with job.yaml's own limits.
+"""The sidecar image in a container with job.yaml's own limits: under a flood, and its probes.
 
 job.yaml is read with kubectl (`patch --local`, no cluster): the sidecar's memory and CPU limits,
 its environment and the Pod's grace period. The container runs on the host's network namespace,
@@ -7,6 +7,10 @@ them connect at once, and those accepted send 8 KB of a request head they never 
 container must not be OOM-killed, its peak memory stays under MEMORY_BOUND, it answers again
 once the flood is gone, and SIGTERM during a second flood still ends in exit 0 within the
 shutdown deadline.
+
+The readiness and liveness probes are exec probes (the sidecar listens on loopback only): run
+with `podman exec` as the kubelet runs them, in a container with only a loopback interface and
+job.yaml's environment, they pass.
 
 Traffic stays on 127.0.0.1; every wait has a deadline; the container is removed whatever
 happens.
@@ -67,21 +71,31 @@ def built():
     return env
 
 
+def job_env() -> dict[str, str]:
+    """The sidecar's environment in job.yaml."""
+    lines = from_job(f'{{range {SIDECAR}.env[*]}}{{.name}}={{.value}}{{"\\n"}}{{end}}')
+    return dict(line.split("=", 1) for line in lines.splitlines())
+
+
+def limits_and_hardening() -> list[str]:
+    """job.yaml's limits for the sidecar, and its securityContext, as podman flags."""
+    memory = quantity_bytes(from_job(f"{{{SIDECAR}.resources.limits.memory}}"))
+    cpu = cpus(from_job(f"{{{SIDECAR}.resources.limits.cpu}}"))
+    return [f"--memory={memory}", f"--memory-swap={memory}", f"--cpus={cpu}",
+            "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
+
+
 @pytest.fixture
 def sidecar(built):
     """The sidecar image in a container with job.yaml's limits and environment; yields
     (name, address, pid, baseline): baseline is how many sockets it holds before any client."""
-    memory = quantity_bytes(from_job(f"{{{SIDECAR}.resources.limits.memory}}"))
-    cpu = cpus(from_job(f"{{{SIDECAR}.resources.limits.cpu}}"))
-    lines = from_job(f'{{range {SIDECAR}.env[*]}}{{.name}}={{.value}}{{"\\n"}}{{end}}')
-    env = dict(line.split("=", 1) for line in lines.splitlines())
+    env = job_env()
     assert env["SIDECAR_LISTEN"].startswith("127.0.0.1:"), env
     # The port: one the kernel picks, read from the log, as other tests on this host use 8080.
     env["SIDECAR_LISTEN"] = "127.0.0.1:0"
     name = f"nsj-test-flood-{uuid.uuid4().hex[:8]}"
     args = ["podman", "run", "--detach", "--name", name, "--network", "host",
-            f"--memory={memory}", f"--memory-swap={memory}", f"--cpus={cpu}",
-            "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
+            *limits_and_hardening()]
     for key, value in env.items():
         args += ["--env", f"{key}={value}"]
     try:
@@ -204,3 +218,31 @@ def test_a_flood_stays_inside_job_yaml_limits_and_sigterm_still_exits_0(built, s
     assert took < grace, f"stopped after {took:.1f}s: SIGKILL at the end of the grace period"
     logs = run(["podman", "logs", name], built).stderr
     assert "stopped at the shutdown deadline" in logs, logs
+
+
+def test_job_yaml_probes_pass_inside_the_container(built):
+    # A network namespace with only loopback, as a Pod's seen from inside, and job.yaml's own
+    # environment: the probes' commands, run as the kubelet runs them, must pass.
+    name = f"nsj-test-probes-{uuid.uuid4().hex[:8]}"
+    args = ["podman", "run", "--detach", "--name", name, "--network", "none",
+            *limits_and_hardening()]
+    for key, value in job_env().items():
+        args += ["--env", f"{key}={value}"]
+    try:
+        run(args + [images_env()["SIDECAR_IMAGE"]], built)
+        for probe in ("readinessProbe", "livenessProbe"):
+            command = json.loads(from_job(f"{{{SIDECAR}.{probe}.exec.command}}"))
+            timeout = int(from_job(f"{{{SIDECAR}.{probe}.timeoutSeconds}}"))
+
+            def passes(command=command, timeout=timeout):
+                return run(["podman", "exec", name, *command], built, timeout=timeout + 30,
+                           check=False).returncode == 0
+
+            wait_for(f"the {probe} to pass", passes, timeout=30, interval=0.5)
+        # And a probe that can fail does: nothing listens on another port.
+        wrong = run(["podman", "exec", name, "/sidecar", "wait-ready", "--url",
+                     "http://127.0.0.1:8081/readyz", "--timeout", "1s"], built, check=False)
+        assert wrong.returncode == 1, wrong
+        assert "did not answer 200 within 1s" in wrong.stderr, wrong.stderr
+    finally:
+        run(["podman", "rm", "--force", name], built, check=False)
