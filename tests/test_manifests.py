@@ -149,25 +149,73 @@ def test_app_waits_for_the_sidecar_through_post_start_not_a_startup_probe():
     assert command[:2] == ["/sidecar", "wait-ready"]
     args = dict(zip(command[2::2], command[3::2]))
     assert set(args) == {"--url", "--timeout"}
-    port = sidecar["ports"][0]["containerPort"]
-    assert args["--url"] == f"http://127.0.0.1:{port}/readyz"
-    assert env(sidecar)["SIDECAR_LISTEN"] == f"0.0.0.0:{port}"
+    assert args["--url"] == f"http://{env(sidecar)['SIDECAR_LISTEN']}/readyz"
     # The hook must give up before the Job's deadline does.
     assert duration_seconds(args["--timeout"]) < job["spec"]["activeDeadlineSeconds"]
 
 
-def test_sidecar_probes():
+@pytest.mark.parametrize("name", JOBS)
+def test_sidecar_listens_on_loopback_only(name):
+    sidecar = container(load(name), "sidecar")
+    # Nothing outside the Pod can connect; --listen's own default (0.0.0.0:8080) stays as the
+    # README documents it, and job.yaml overrides it.
+    assert env(sidecar)["SIDECAR_LISTEN"] == "127.0.0.1:8080"
+    # A declared port would say otherwise; Kubernetes does not need one to run the container.
+    assert "ports" not in sidecar
+
+
+@pytest.mark.parametrize(("probe", "path"), [("readinessProbe", "/readyz"),
+                                             ("livenessProbe", "/healthz")])
+def test_sidecar_probes_run_its_own_check_inside_the_container(probe, path):
     sidecar = container(load("job.yaml"), "sidecar")
-    assert sidecar["ports"] == [{"name": "http", "containerPort": 8080}]
-    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    spec = sidecar[probe]
+    # An httpGet probe comes from the kubelet to the Pod IP, where nothing listens.
+    assert set(spec) == {"exec", "timeoutSeconds", "periodSeconds", "failureThreshold"}
+    command = spec["exec"]["command"]
+    assert command[:2] == ["/sidecar", "wait-ready"]
+    args = dict(zip(command[2::2], command[3::2]))
+    assert set(args) == {"--url", "--timeout"}
+    assert args["--url"] == f"http://{env(sidecar)['SIDECAR_LISTEN']}{path}"
+    # The check gives up before the kubelet does, so its verdict and its error line count.
+    assert duration_seconds(args["--timeout"]) < spec["timeoutSeconds"]
+    assert spec["timeoutSeconds"] <= spec["periodSeconds"]
+
+
+def test_liveness_outlasts_the_header_read_timeout():
+    # At the connection cap a probe waits like any client; slow clients are cut off after
+    # the header-read timeout (10s by default), before the liveness probe gives up.
+    sidecar = container(load("job.yaml"), "sidecar")
+    header_read_timeout = duration_seconds(env(sidecar).get("SIDECAR_HEADER_READ_TIMEOUT", "10s"))
+    live = sidecar["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] > header_read_timeout
+
+
+def mebibytes(quantity):
+    match = re.fullmatch(r"(\d+)Mi", quantity)
+    assert match, f"not a quantity in Mi: {quantity!r}"
+    return int(match[1])
+
+
+# Measured on the musl release binary (README: Limits): the most one connection costs (a
+# request head just under 16 KiB held unfinished), and the sidecar's memory at start.
+CONNECTION_KIB = 33
+START_MIB = 1.1
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_connection_cap_fits_well_inside_the_memory_limit(name):
+    sidecar = container(load(name), "sidecar")
+    cap = int(env(sidecar)["SIDECAR_MAX_CONNECTIONS"])
+    worst_mib = START_MIB + cap * CONNECTION_KIB / 1024
+    limit = mebibytes(sidecar["resources"]["limits"]["memory"])
+    assert worst_mib < limit / 3, f"{cap} connections: {worst_mib:.1f} MiB of {limit} MiB"
 
 
 def test_app_reaches_the_sidecar_over_loopback():
     job = load("job.yaml")
-    port = container(job, "sidecar")["ports"][0]["containerPort"]
+    listen = env(container(job, "sidecar"))["SIDECAR_LISTEN"]
     app_env = env(container(job, "app"))
-    assert app_env["APP_SIDECAR_URL"] == f"http://127.0.0.1:{port}/"
+    assert app_env["APP_SIDECAR_URL"] == f"http://{listen}/"
     assert duration_seconds(app_env["APP_SIDECAR_WAIT"]) > 0
 
 
@@ -275,3 +323,28 @@ def test_legacy_ends_in_its_deadline():
     # The app's work ends well before the deadline, so only the sidecar can hold the Job open.
     work = duration_seconds(env(container(legacy, "app"))["APP_SLEEP"])
     assert work < legacy["spec"]["activeDeadlineSeconds"] < native["spec"]["activeDeadlineSeconds"]
+
+
+# --- networkpolicy.yaml --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_network_policy_is_valid_on_every_supported_release(version):
+    result = validate("networkpolicy.yaml", version)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_network_policy_denies_all_ingress_to_the_jobs_pod():
+    policy = load("networkpolicy.yaml")
+    assert (policy["apiVersion"], policy["kind"]) == ("networking.k8s.io/v1", "NetworkPolicy")
+    spec = policy["spec"]
+    # Ingress is listed with no rule: nothing is allowed in. Egress is not restricted.
+    assert spec["policyTypes"] == ["Ingress"]
+    assert "ingress" not in spec
+    selector = spec["podSelector"]
+    assert set(selector) == {"matchLabels"}
+    assert selector["matchLabels"], "an empty selector would select every Pod in the namespace"
+    pod_labels = load("job.yaml")["spec"]["template"]["metadata"]["labels"]
+    assert selector["matchLabels"].items() <= pod_labels.items()
+    assert policy["metadata"]["labels"] == load("job.yaml")["metadata"]["labels"]

@@ -51,9 +51,20 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
 
     /// How long a client may take to send a request's headers (at most 1h).
+    /// The clock starts when the sidecar starts waiting for them, so this is
+    /// also how long a connection may stay idle.
     #[arg(long, env = "SIDECAR_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_header_read_timeout)]
     pub header_read_timeout: Duration,
+
+    /// How many connections may be open at once (1 to 100000). At the cap,
+    /// new connections wait in the kernel's listen backlog until one closes.
+    #[arg(long, env = "SIDECAR_MAX_CONNECTIONS", value_name = "N", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=MAX_MAX_CONNECTIONS))]
+    pub max_connections: u32,
 }
+
+/// The largest `--max-connections` accepted: far past what any sidecar
+/// needs, and a typo such as an extra zero is caught rather than trusted.
+const MAX_MAX_CONNECTIONS: i64 = 100_000;
 
 /// The longest `--header-read-timeout` accepted. hyper adds the timeout to
 /// the current instant for every request head, and a sum past what an
@@ -80,6 +91,7 @@ impl ServeArgs {
         Settings {
             shutdown_timeout: self.shutdown_timeout,
             header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections as usize,
         }
     }
 }
@@ -126,6 +138,7 @@ mod tests {
         assert_eq!(default_of(&command, "listen"), "0.0.0.0:8080");
         assert_eq!(default_of(&command, "shutdown-timeout"), "5s");
         assert_eq!(default_of(&command, "header-read-timeout"), "10s");
+        assert_eq!(default_of(&command, "max-connections"), "256");
         assert!(
             parse(&[]).unwrap().command.is_none(),
             "serving is the default"
@@ -137,6 +150,14 @@ mod tests {
         for (text, expected) in [("1ms", 1), ("1h", 3_600_000)] {
             let cli = parse(&["--header-read-timeout", text]).unwrap();
             assert_eq!(cli.serve.header_read_timeout.as_millis(), expected);
+        }
+    }
+
+    #[test]
+    fn the_connection_cap_may_be_from_1_to_100000() {
+        for n in [1, 100_000] {
+            let cli = parse(&["--max-connections", &n.to_string()]).unwrap();
+            assert_eq!(cli.serve.max_connections, n);
         }
     }
 
@@ -167,6 +188,9 @@ mod tests {
             (&["--frobnicate"][..], "--frobnicate"),
             (&["--header-read-timeout", "0s"][..], "more than 0s"),
             (&["--header-read-timeout", "61m"][..], "at most 1h"),
+            (&["--max-connections", "0"][..], "--max-connections"),
+            (&["--max-connections", "100001"][..], "1..=100000"),
+            (&["--max-connections=-1"][..], "--max-connections"),
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -2,8 +2,9 @@
 //!
 //! Its lifecycle, top to bottom:
 //! 1. Parse the flags; a bad one is a usage error (exit 2).
-//! 2. Install the SIGTERM and SIGINT handlers, first, since in a container
-//!    this process is PID 1 and would otherwise ignore them.
+//! 2. Install the SIGTERM and SIGINT handlers, then set up logging: in a
+//!    container this process is PID 1 and would ignore a signal that came
+//!    before its handler.
 //! 3. Bind; an address in use or not ours is a start-up error (exit 1).
 //! 4. Serve until the first signal. The kubelet sends SIGTERM once the Job's
 //!    main container has exited.
@@ -16,6 +17,7 @@
 
 mod accept_backoff;
 mod config;
+mod connection_cap;
 mod routes;
 mod server;
 
@@ -29,30 +31,50 @@ use tracing::{info, warn};
 
 use crate::config::{Cli, Command, ServeArgs, WaitReadyArgs};
 
+/// What this run does, once the handlers it needs are installed.
+enum Task {
+    Serve(ServeArgs, ShutdownSignals),
+    WaitReady(WaitReadyArgs),
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Serving runs as PID 1, which ignores a signal without a handler, so
+    // its handlers come before anything else, logging included. `wait-ready`
+    // runs beside the server (a hook, a probe) and keeps the default actions,
+    // so that whoever started it can stop it.
+    let task = match cli.command {
+        None => match ShutdownSignals::install() {
+            Ok(signals) => Task::Serve(cli.serve, signals),
+            Err(err) => {
+                return failure(&anyhow::Error::new(err).context("cannot install signal handlers"));
+            }
+        },
+        Some(Command::WaitReady(args)) => Task::WaitReady(args),
+    };
     if let Err(err) = lifecycle::logging::init(&cli.log) {
         eprintln!("sidecar: {err}");
         return ExitCode::from(2);
     }
-    let outcome = match cli.command {
-        None => serve(cli.serve).await,
-        Some(Command::WaitReady(args)) => wait_ready(args).await,
+    let outcome = match task {
+        Task::Serve(args, signals) => serve(args, signals).await,
+        Task::WaitReady(args) => wait_ready(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // A plain line, not a log event: it must show whatever RUST_LOG
-            // and LOG_FORMAT say, and it is the last thing the process says.
-            eprintln!("sidecar: error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => failure(&err),
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut signals = ShutdownSignals::install().context("cannot install signal handlers")?;
+/// A plain line, not a log event: it must show whatever RUST_LOG and
+/// LOG_FORMAT say, and it is the last thing the process says.
+fn failure(err: &anyhow::Error) -> ExitCode {
+    eprintln!("sidecar: error: {err:#}");
+    ExitCode::FAILURE
+}
+
+async fn serve(args: ServeArgs, mut signals: ShutdownSignals) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

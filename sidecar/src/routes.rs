@@ -23,8 +23,9 @@ pub fn respond(method: &Method, path: &str, ready: bool) -> Response<Full<Bytes>
         "/" => (StatusCode::OK, GREETING),
         // Liveness: answering at all is the proof.
         "/healthz" => (StatusCode::OK, "ok\n"),
-        // Readiness: false once shutdown has begun, so a client on a connection
-        // still open sees the drain (new connections are refused by then).
+        // Readiness: false once shutdown has begun. New connections are
+        // refused by then, so only a request already under way sees the 503
+        // (see the drain in server.rs).
         "/readyz" if ready => (StatusCode::OK, "ready\n"),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),

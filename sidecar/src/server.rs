@@ -1,14 +1,26 @@
 //! The HTTP server and its graceful shutdown.
 //!
 //! [`run`] takes the shutdown trigger as a future: the binary passes the
-//! first SIGTERM, a test passes whatever it controls. Once the trigger fires,
-//! the server stops in this order:
+//! first SIGTERM, a test passes whatever it controls. While serving, it takes
+//! a place under the connection cap before each accept (see
+//! [`ConnectionCap`]), and hyper closes any connection whose client takes
+//! longer than the header-read timeout to send a request head. The timer
+//! starts whenever hyper waits for a head: on a new connection, and on a
+//! kept-alive one as soon as the previous answer is sent, so the same
+//! timeout also closes connections left idle.
+//!
+//! Once the trigger fires, the server stops in this order:
 //!
 //! 1. Stop accepting: the listener is closed, so new connections are refused
-//!    (and a kubelet probe sees the sidecar as not ready).
-//! 2. Turn readiness off: `/readyz` answers 503 on connections still open.
-//! 3. Drain: idle keep-alive connections are closed at once; a request in
-//!    flight is answered, then its connection is closed.
+//!    and those still waiting in the kernel's backlog are reset (and a
+//!    kubelet probe sees the sidecar as not ready).
+//! 2. Turn readiness off: from now on `/readyz` answers 503. Only a request
+//!    already under way can see it: the first request of a connection, if
+//!    part of its head has arrived by the time the drain reaches it.
+//! 3. Drain: connections with nothing under way are closed at once, without
+//!    an answer: a new one that has sent nothing yet, and a kept-alive one
+//!    between requests, even with part of its next head read. A request
+//!    under way is answered, then its connection is closed.
 //! 4. Stop waiting at the deadline, even if a client holds a connection open,
 //!    so the sidecar always exits well within the Pod's grace period.
 
@@ -31,6 +43,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::accept_backoff::AcceptBackoff;
+use crate::connection_cap::ConnectionCap;
 use crate::routes;
 
 /// The largest request head accepted. A sidecar's clients are probes and
@@ -47,6 +60,8 @@ pub struct Settings {
     /// How long a client may take to send a request's head, so that a slow or
     /// stuck client cannot hold a connection (and its memory) for ever.
     pub header_read_timeout: Duration,
+    /// How many connections may be open at once; see [`ConnectionCap`].
+    pub max_connections: usize,
 }
 
 /// What the server did, for the last log line.
@@ -83,11 +98,14 @@ pub async fn run(
         .max_buf_size(MAX_REQUEST_HEAD);
     let graceful = GracefulShutdown::new();
     let mut backoff = AcceptBackoff::default();
+    let mut cap = ConnectionCap::new(settings.max_connections);
 
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        // Room first, then accept: at the cap, connections wait in the kernel.
+        let next = async { (cap.room().await, listener.accept().await) };
+        let (place, accepted) = tokio::select! {
+            next = next => next,
             () = &mut shutdown => break,
         };
         let stream = match accepted {
@@ -114,6 +132,8 @@ pub async fn run(
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            // The connection's place under the cap, freed when it ends.
+            let _place = place;
             // Client-side failures (resets, timeouts, malformed requests) end
             // one connection and say nothing about the server's health.
             if let Err(err) = connection.await {
@@ -164,16 +184,29 @@ mod tests {
     const PATIENT: Settings = Settings {
         shutdown_timeout: Duration::from_secs(60),
         header_read_timeout: Duration::from_secs(60),
+        max_connections: 16,
     };
+
+    /// How long a read may wait: a server that never answers (say, a mutant
+    /// that never accepts) fails the test instead of hanging it.
+    const READ_DEADLINE: Duration = Duration::from_secs(10);
 
     /// Reads until `stream` holds a whole answer ending in `suffix`.
     async fn read_until(stream: &mut TcpStream, suffix: &[u8]) -> Vec<u8> {
         let mut reply = Vec::new();
-        while !reply.ends_with(suffix) {
-            let mut chunk = [0; 512];
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&reply));
-            reply.extend_from_slice(&chunk[..n]);
+        let reading = async {
+            while !reply.ends_with(suffix) {
+                let mut chunk = [0; 512];
+                let n = stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&reply));
+                reply.extend_from_slice(&chunk[..n]);
+            }
+        };
+        if tokio::time::timeout(READ_DEADLINE, reading).await.is_err() {
+            panic!(
+                "no whole answer within {READ_DEADLINE:?}: {:?}",
+                String::from_utf8_lossy(&reply)
+            );
         }
         reply
     }
@@ -198,11 +231,15 @@ mod tests {
         assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\n"));
 
         trigger.send(()).unwrap();
-        let report = server.await.unwrap();
+        let report = tokio::time::timeout(READ_DEADLINE, server)
+            .await
+            .expect("the drain never ended")
+            .unwrap();
         assert!(report.drained, "an idle connection must not hold the drain");
         assert_eq!(report.requests_served, 1);
+        let closed = tokio::time::timeout(READ_DEADLINE, client.read(&mut [0; 16])).await;
         assert_eq!(
-            client.read(&mut [0; 16]).await.unwrap(),
+            closed.expect("the connection stayed open").unwrap(),
             0,
             "the drain closes idle connections"
         );

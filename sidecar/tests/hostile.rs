@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 mod support;
 
 use support::{
-    PROMPT_EXIT, READ_TIMEOUT, STARTUP, connect, start, start_request, start_with_open_files_limit,
+    PROMPT_EXIT, READ_TIMEOUT, STARTUP, connect, ensure_open_files, memory_kib, start,
+    start_request, start_with_open_files_limit,
 };
 use testkit::{HttpResponse, Process, get, wait_until_server_has_read};
 
@@ -97,16 +98,6 @@ fn status_of(bytes: &[u8]) -> Option<u16> {
     text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
-/// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .expect("a VmRSS line");
-    line.trim().trim_end_matches("kB").trim().parse().unwrap()
-}
-
 /// CPU time (user and system) that `pid` has used.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -131,32 +122,6 @@ fn cpu_time(pid: u32) -> Duration {
     .parse()
     .unwrap();
     Duration::from_secs_f64(ticks as f64 / per_second as f64)
-}
-
-/// The soft limit on open files of this test process, raised to `needed`
-/// if it is lower, with util-linux's `prlimit` (no unsafe code needed).
-fn ensure_open_files(needed: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let soft: u64 = limits
-        .lines()
-        .find(|line| line.starts_with("Max open files"))
-        .and_then(|line| line.split_whitespace().nth(3))
-        .and_then(|soft| soft.parse().ok())
-        .unwrap();
-    if soft < needed {
-        let status = Command::new("prlimit")
-            .args([
-                "--pid",
-                &std::process::id().to_string(),
-                &format!("--nofile={needed}:"),
-            ])
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "cannot raise this test's open-file limit from {soft} to {needed}"
-        );
-    }
 }
 
 /// Seconds since midnight of a text log line's timestamp
@@ -271,9 +236,9 @@ fn oversized_heads_get_431_or_a_closed_connection_and_leave_no_memory_behind() {
         }
     };
     send_all(20);
-    let warm = rss_kib(pid);
+    let warm = memory_kib(pid, "VmRSS");
     send_all(300);
-    let after = rss_kib(pid);
+    let after = memory_kib(pid, "VmRSS");
     eprintln!(
         "RSS after 60 oversized heads: {warm} KiB; after 900 more: {after} KiB; {} of 960 answered 431",
         statuses.iter().filter(|s| **s == Some(431)).count()
@@ -392,15 +357,23 @@ fn a_thousand_idle_keep_alive_connections_cost_little_and_do_not_delay_shutdown(
     // A header-read timeout longer than the test, so that none is closed as
     // idle before the end, and a deadline far away, so that only closing the
     // idle connections at once can end the drain within PROMPT_EXIT.
+    // A cap above them all: flood.rs tests the default cap.
     let (mut sidecar, addr) = start_with_open_files_limit(
         4096,
-        &["--header-read-timeout", "1m", "--shutdown-timeout", "30s"],
+        &[
+            "--header-read-timeout",
+            "1m",
+            "--shutdown-timeout",
+            "30s",
+            "--max-connections",
+            "2000",
+        ],
     );
     let pid = sidecar.pid();
-    let before = rss_kib(pid);
+    let before = memory_kib(pid, "VmRSS");
 
     let mut idle: Vec<_> = (0..IDLE).map(|_| keep_alive_connection(addr)).collect();
-    let with_idle = rss_kib(pid);
+    let with_idle = memory_kib(pid, "VmRSS");
     let per_connection = (with_idle.saturating_sub(before)) * 1024 / IDLE as u64;
     eprintln!(
         "RSS: {before} KiB before, {with_idle} KiB with {IDLE} idle keep-alive connections ({per_connection} bytes each)"
@@ -618,11 +591,51 @@ fn a_request_half_sent_on_a_reused_connection_at_sigterm_gets_no_answer_rather_t
 }
 
 #[test]
+fn after_sigterm_readyz_answers_503_to_a_first_request_under_way_and_new_connections_are_refused() {
+    // The deadline is far away: the request under way is waited for.
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "30s"]);
+    let mut stream = BufReader::new(connect(addr));
+    stream
+        .get_mut()
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: test\r\n")
+        .unwrap();
+    wait_until_server_has_read(addr, stream.get_ref(), STARTUP);
+
+    sidecar.signal("TERM");
+    sidecar.wait_for_log("stopped accepting", PROMPT_EXIT);
+    assert!(TcpStream::connect(addr).is_err(), "a new connection");
+    stream.get_mut().write_all(b"\r\n").unwrap();
+    let response = HttpResponse::read_from(&mut stream).unwrap();
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (503, "shutting down\n")
+    );
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    assert_eq!(requests_served(&sidecar), 1);
+}
+
+#[test]
+fn the_drain_closes_at_once_a_new_connection_that_has_sent_nothing() {
+    // Neither the deadline nor the header-read timeout is near: only closing
+    // the silent connection at once can end the drain within PROMPT_EXIT.
+    let (mut sidecar, addr) = start(&["--shutdown-timeout", "30s", "--header-read-timeout", "1m"]);
+    let mut silent = connect(addr);
+    // Accepted by the sidecar, not just waiting in the kernel's backlog: a
+    // request on a second connection is answered after the silent one.
+    assert_eq!(get(addr, "/").status, 200);
+
+    assert_eq!(stop(&mut sidecar, PROMPT_EXIT), 1);
+    let (reply, closed) = read_until_closed(&mut silent);
+    assert_eq!((reply.len(), closed), (0, Closed::Eof));
+}
+
+#[test]
 fn a_large_upload_is_refused_before_it_is_sent_and_never_read() {
     const ANNOUNCED: u64 = 100 * 1024 * 1024;
     let (mut sidecar, addr) = start(&[]);
     let pid = sidecar.pid();
-    let before = rss_kib(pid);
+    let before = memory_kib(pid, "VmRSS");
 
     let mut stream = BufReader::new(connect(addr));
     stream
@@ -650,7 +663,7 @@ fn a_large_upload_is_refused_before_it_is_sent_and_never_read() {
             Err(err) => break Some(err),
         }
     };
-    let after = rss_kib(pid);
+    let after = memory_kib(pid, "VmRSS");
     eprintln!(
         "upload: {sent} of {ANNOUNCED} bytes accepted before {refused:?}; RSS {before} KiB before, {after} KiB after"
     );

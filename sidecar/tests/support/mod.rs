@@ -1,5 +1,5 @@
-//! What both test files of the sidecar need: starting it on a free port,
-//! and connections to it.
+//! What the sidecar's test files need: starting it on a free port,
+//! connections to it, its memory, and enough open files for a flood.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -67,6 +67,7 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 /// Opens a connection and sends a request head but its last empty line,
 /// then waits until the server has read those bytes: from then on the
 /// request is in flight as far as the server can tell.
+#[allow(dead_code, reason = "flood.rs sends no single request")]
 pub fn start_request(addr: SocketAddr) -> TcpStream {
     let mut stream = connect(addr);
     stream
@@ -74,4 +75,50 @@ pub fn start_request(addr: SocketAddr) -> TcpStream {
         .expect("send");
     wait_until_server_has_read(addr, &stream, STARTUP);
     stream
+}
+
+/// A figure of `pid` from /proc, in KiB: `VmRSS` (resident now) or `VmHWM`
+/// (the peak of the resident size).
+#[allow(dead_code, reason = "lifecycle.rs does not measure memory")]
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} line"));
+    line.trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .expect("a number of kB")
+}
+
+/// The soft limit on open files of this test process, raised to `needed`
+/// if it is lower, with util-linux's `prlimit` (no unsafe code needed).
+#[allow(
+    dead_code,
+    reason = "only the flood tests open thousands of connections"
+)]
+pub fn ensure_open_files(needed: u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read limits");
+    let soft: u64 = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse().ok())
+        .expect("a soft limit on open files");
+    if soft < needed {
+        let status = Command::new("prlimit")
+            .args([
+                "--pid",
+                &std::process::id().to_string(),
+                &format!("--nofile={needed}:"),
+            ])
+            .status()
+            .expect("run prlimit");
+        assert!(
+            status.success(),
+            "cannot raise this test's open-file limit from {soft} to {needed}"
+        );
+    }
 }

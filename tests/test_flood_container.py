@@ -1,0 +1,248 @@
+"""The sidecar image in a container with job.yaml's own limits: under a flood, and its probes.
+
+job.yaml is read with kubectl (`patch --local`, no cluster): the sidecar's memory and CPU limits,
+its environment and the Pod's grace period. The container runs on the host's network namespace,
+as the sidecar shares its Pod's with the app, and the test's clients play the flood: 3,000 of
+them connect at once, and those accepted send 8 KB of a request head they never finish. The
+container must not be OOM-killed, its peak memory stays under MEMORY_BOUND, it answers again
+once the flood is gone, and SIGTERM during a second flood still ends in exit 0 within the
+shutdown deadline.
+
+The readiness and liveness probes are exec probes (the sidecar listens on loopback only): run
+with `podman exec` as the kubelet runs them, in a container with only a loopback interface and
+job.yaml's environment, they pass.
+
+Traffic stays on 127.0.0.1; every wait has a deadline; the container is removed whatever
+happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from pathlib import Path
+
+from images_support import http_get, images_env, podman_env, run, wait_for
+
+CLIENTS = 3000
+# The issue's "well under 16 MB", as a hard limit; README: Limits puts the release binary
+# under 10 MiB at the cap.
+MEMORY_BOUND = 16 * 1024 * 1024
+HEAD = b"GET / HTTP/1.1\r\nHost: test\r\nX-Pad: ".ljust(8 * 1024, b"a")
+FLOOD_WAIT = 60
+SIDECAR = '.spec.template.spec.initContainers[?(@.name=="sidecar")]'
+
+
+def from_job(template: str) -> str:
+    """job.yaml through a kubectl jsonpath template, without a cluster."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is required for this test (its offline `patch --local`)"
+    return run([kubectl, "patch", "--local", "-f", "job.yaml", "-p", "{}", "--type", "merge",
+                "-o", f"jsonpath={template}"], dict(os.environ)).stdout
+
+
+def quantity_bytes(text: str) -> int:
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", text)
+    assert match, f"not a binary quantity: {text!r}"
+    return int(match[1]) * 1024 ** {"Ki": 1, "Mi": 2, "Gi": 3}[match[2]]
+
+
+def cpus(text: str) -> str:
+    match = re.fullmatch(r"(\d+)m", text)
+    return str(int(match[1]) / 1000) if match else text
+
+
+@pytest.fixture(scope="module")
+def built():
+    """The images, built as test_images.py builds them (podman caches the layers)."""
+    env = podman_env()
+    run(["scripts/images.sh"], dict(env, CONTAINER_TOOL="podman", BUILDER="standin"),
+        timeout=1200)
+    return env
+
+
+def job_env() -> dict[str, str]:
+    """The sidecar's environment in job.yaml."""
+    lines = from_job(f'{{range {SIDECAR}.env[*]}}{{.name}}={{.value}}{{"\\n"}}{{end}}')
+    return dict(line.split("=", 1) for line in lines.splitlines())
+
+
+def limits_and_hardening() -> list[str]:
+    """job.yaml's limits for the sidecar, and its securityContext, as podman flags."""
+    memory = quantity_bytes(from_job(f"{{{SIDECAR}.resources.limits.memory}}"))
+    cpu = cpus(from_job(f"{{{SIDECAR}.resources.limits.cpu}}"))
+    return [f"--memory={memory}", f"--memory-swap={memory}", f"--cpus={cpu}",
+            "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
+
+
+@pytest.fixture
+def sidecar(built):
+    """The sidecar image in a container with job.yaml's limits and environment; yields
+    (name, address, pid, baseline): baseline is how many sockets it holds before any client."""
+    env = job_env()
+    assert env["SIDECAR_LISTEN"].startswith("127.0.0.1:"), env
+    # The port: one the kernel picks, read from the log, as other tests on this host use 8080.
+    env["SIDECAR_LISTEN"] = "127.0.0.1:0"
+    name = f"nsj-test-flood-{uuid.uuid4().hex[:8]}"
+    args = ["podman", "run", "--detach", "--name", name, "--network", "host",
+            *limits_and_hardening()]
+    for key, value in env.items():
+        args += ["--env", f"{key}={value}"]
+    try:
+        run(args + [images_env()["SIDECAR_IMAGE"]], built)
+
+        def listening():
+            logs = run(["podman", "logs", name], built).stderr
+            for line in logs.splitlines():
+                event = json.loads(line)
+                if event.get("fields", {}).get("message") == "listening":
+                    return event["fields"]["address"]
+            return None
+
+        host, port = wait_for("the sidecar's address", listening, timeout=30).rsplit(":", 1)
+        pid = int(run(["podman", "inspect", "--format", "{{.State.Pid}}", name], built).stdout)
+        yield name, (host, int(port)), pid, sockets(pid)
+    finally:
+        run(["podman", "rm", "--force", name], built, check=False)
+
+
+def sockets(pid: int) -> int:
+    """Sockets the process holds: its listener, its runtime's, its connections."""
+    links = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            links.append(fd.readlink().name)
+        except OSError:
+            pass  # closed while listed
+    return sum(link.startswith("socket:") for link in links)
+
+
+def heads_read(port: int) -> int:
+    """Established connections to `port` whose server side has read every byte, from
+    /proc/net/tcp (the container shares the host's network namespace)."""
+    count = 0
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        local, state, queues = fields[1], fields[3], fields[4]
+        if int(local.rsplit(":", 1)[1], 16) == port and state == "01" and queues.endswith(":00000000"):
+            count += 1
+    return count
+
+
+def peak_memory(pid: int) -> int:
+    status = open(f"/proc/{pid}/status").read()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)[1]) * 1024
+
+
+def flood(address: tuple[str, int], pid: int, baseline: int) -> list[socket.socket]:
+    """CLIENTS connections attempted at once; once the sidecar holds its cap of them, each
+    accepted one sends an unfinished 8 KB head. Returns the sockets, to be closed by the
+    caller."""
+    cap = int(from_job(f'{{{SIDECAR}.env[?(@.name=="SIDECAR_MAX_CONNECTIONS")].value}}'))
+    clients = []
+    for _ in range(CLIENTS):
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(address)
+        clients.append(client)
+    wait_for("the cap reached", lambda: sockets(pid) - baseline == cap, timeout=FLOOD_WAIT)
+    for client in clients:
+        try:
+            client.send(HEAD)
+        except OSError:
+            pass  # still connecting: the kernel holds it back
+    wait_for("the heads read", lambda: heads_read(address[1]) >= cap, timeout=FLOOD_WAIT)
+    assert sockets(pid) - baseline == cap
+    return clients
+
+
+def close(clients: list[socket.socket]) -> None:
+    for client in clients:
+        client.close()
+
+
+def state(name: str, env: dict[str, str]) -> tuple[bool, int, str]:
+    out = run(["podman", "inspect", "--format",
+               "{{.State.OOMKilled}} {{.State.ExitCode}} {{.State.Status}}", name], env).stdout
+    oom, code, status = out.split()
+    return oom == "true", int(code), status
+
+
+@pytest.fixture(autouse=True)
+def enough_open_files():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = CLIENTS + 256
+    if soft < needed:
+        if hard < needed:
+            pytest.fail(f"this test needs {needed} open files; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_flood_stays_inside_job_yaml_limits_and_sigterm_still_exits_0(built, sidecar):
+    name, address, pid, baseline = sidecar
+    base = f"http://{address[0]}:{address[1]}"
+    wait_for("/readyz", lambda: http_get(f"{base}/readyz")[0] == 200, timeout=30)
+
+    clients = flood(address, pid, baseline)
+    peak = peak_memory(pid)
+    print(f"\npeak RSS with {CLIENTS} clients holding 8 KB heads: {peak // 1024} KiB")
+    assert peak < MEMORY_BOUND, peak
+    assert state(name, built)[2] == "running"
+    close(clients)
+
+    # Once the flood is gone, the sidecar answers again.
+    wait_for("an answer after the flood", lambda: http_get(f"{base}/")[0] == 200, timeout=30)
+
+    # SIGTERM in the middle of a second flood: the drain waits for the unfinished heads until
+    # SIDECAR_SHUTDOWN_TIMEOUT, then the sidecar exits 0, well within the grace period.
+    clients = flood(address, pid, baseline)
+    grace = int(from_job("{.spec.template.spec.terminationGracePeriodSeconds}"))
+    started = time.monotonic()
+    run(["podman", "stop", "--time", str(grace), name], built, timeout=grace + 30)
+    took = time.monotonic() - started
+    close(clients)
+    oom_killed, code, status = state(name, built)
+    assert (oom_killed, code, status) == (False, 0, "exited"), run(["podman", "logs", name], built).stderr
+    assert took < grace, f"stopped after {took:.1f}s: SIGKILL at the end of the grace period"
+    logs = run(["podman", "logs", name], built).stderr
+    assert "stopped at the shutdown deadline" in logs, logs
+
+
+def test_job_yaml_probes_pass_inside_the_container(built):
+    # A network namespace with only loopback, as a Pod's seen from inside, and job.yaml's own
+    # environment: the probes' commands, run as the kubelet runs them, must pass.
+    name = f"nsj-test-probes-{uuid.uuid4().hex[:8]}"
+    args = ["podman", "run", "--detach", "--name", name, "--network", "none",
+            *limits_and_hardening()]
+    for key, value in job_env().items():
+        args += ["--env", f"{key}={value}"]
+    try:
+        run(args + [images_env()["SIDECAR_IMAGE"]], built)
+        for probe in ("readinessProbe", "livenessProbe"):
+            command = json.loads(from_job(f"{{{SIDECAR}.{probe}.exec.command}}"))
+            timeout = int(from_job(f"{{{SIDECAR}.{probe}.timeoutSeconds}}"))
+
+            def passes(command=command, timeout=timeout):
+                return run(["podman", "exec", name, *command], built, timeout=timeout + 30,
+                           check=False).returncode == 0
+
+            wait_for(f"the {probe} to pass", passes, timeout=30, interval=0.5)
+        # And a probe that can fail does: nothing listens on another port.
+        wrong = run(["podman", "exec", name, "/sidecar", "wait-ready", "--url",
+                     "http://127.0.0.1:8081/readyz", "--timeout", "1s"], built, check=False)
+        assert wrong.returncode == 1, wrong
+        assert "did not answer 200 within 1s" in wrong.stderr, wrong.stderr
+    finally:
+        run(["podman", "rm", "--force", name], built, check=False)
