@@ -56,7 +56,7 @@ local: build ## The lifecycle with plain processes: sidecar, app, SIGTERM, timel
 images: ## Build the app and sidecar images (docker, else podman)
 	scripts/images.sh
 
-pod: images ## The lifecycle in two containers sharing a network namespace, as in a Pod
+pod: images ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
 	scripts/pod.sh
 
 demo-kind: ## The lifecycle on kind: cluster, images, job.yaml, timeline (the full demo)
