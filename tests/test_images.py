@@ -302,13 +302,13 @@ def docker(built, tmp_path_factory):
         unavailable("the docker CLI is not installed")
     run_dir = tmp_path_factory.mktemp("podman-service")
     env = dict(built, PODMAN_RUN_DIR=str(run_dir))
-    started = run(["scripts/podman-env.sh", "--service"], env, timeout=60)
+    started = run([".ci/podman-env.sh", "--service"], env, timeout=60)
     env.update(exports(started.stdout))
     assert env["DOCKER_HOST"] == f"unix://{run_dir}/podman.sock"
     try:
         yield env
     finally:
-        run(["scripts/podman-env.sh", "--stop"], env, timeout=30, check=False)
+        run([".ci/podman-env.sh", "--stop"], env, timeout=30, check=False)
 
 
 @pytest.fixture(scope="session")
