@@ -48,7 +48,7 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/* .ci/run .ci/*.sh
 
 bench: ## Measure the sidecar against a bare hyper server (wrk on loopback): table + bench/results.json
-	python3 scripts/bench.py --locked --out bench/results.json $(BENCH_ARGS)
+	python3 scripts/bench.py --out bench/results.json $(BENCH_ARGS)
 
 local: build ## The lifecycle with plain processes: sidecar, app, SIGTERM, timeline
 	scripts/local.sh
