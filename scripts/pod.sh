@@ -38,6 +38,8 @@ each+='{range .env[*]}env {.name}={.value}{"\n"}{end}{range .ports[*]}port.{.nam
 pod=.spec.template.spec
 template="$(fields .spec activeDeadlineSeconds)$(fields $pod terminationGracePeriodSeconds securityContext.{runAsUser,runAsGroup})"
 template+="{range $pod.initContainers[*]}init {.name}{\"\\n\"}$each{end}{range $pod.containers[*]}main {.name}{\"\\n\"}$each{end}"
+fields="$(kubectl patch --local -f "$job" -p '{}' --type merge -o jsonpath="$template")" ||
+  die "kubectl cannot read $job (its error is above)"
 declare -A spec=()
 c=pod inits=() mains=()
 while read -r field value; do
@@ -46,7 +48,7 @@ while read -r field value; do
     main) c=$value mains+=("$value") ;;
     *) spec[$c.$field]+="${spec[$c.$field]+$'\n'}$value" ;;
   esac
-done < <(kubectl patch --local -f "$job" -p '{}' --type merge -o jsonpath="$template")
+done <<<"$fields"
 [[ ${#inits[@]} == 1 && ${#mains[@]} == 1 && ${spec[${inits[0]}.restartPolicy]:-} == Always ]] ||
   die "$job: pod.sh runs one native sidecar (an init container with restartPolicy: Always) and one main container"
 side="${inits[0]}" main="${mains[0]}"
@@ -111,8 +113,7 @@ probe() {
 
 # POD_ID tells runs apart (the tests set it to find what a run left behind).
 sidecar="k8s-native-sidecar-job-$side-${POD_ID:-$$}" app="k8s-native-sidecar-job-$main-${POD_ID:-$$}"
-# One at a time, app first: podman refuses to remove a container whose network namespace
-# another container still uses, even in a single `rm` of both.
+# App first: podman refuses to remove a container whose network namespace another one uses.
 cleanup() { "$tool" rm --force "$app" >/dev/null 2>&1 || true; "$tool" rm --force "$sidecar" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 sidecar_logs() { printf -- '--- %s logs ---\n' "$side"; "$tool" logs "$sidecar" 2>&1 || true; printf -- '---\n'; }
@@ -120,7 +121,7 @@ sidecar_logs() { printf -- '--- %s logs ---\n' "$side"; "$tool" logs "$sidecar" 
 # shellcheck source=SCRIPTDIR/lib/timeline.bash
 source "$repo/scripts/lib/timeline.bash"
 timeline_start
-title="pod ($tool): $job"
+title="pod ($tool): ${job#"$PWD/"}"
 if ! "$tool" run --detach --name "$sidecar" "${publish[@]}" "${flags[@]}" "$(get "$side.image")" "${argv[@]}" >/dev/null; then
   fail "the $side container did not start with the settings in $job (the engine's error is above)"
   finish "$title"
