@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The Job's Pod as the kubelet runs it, in two containers, every setting read from the manifest
-# by kubectl, offline: image, command, args, env, securityContext, limits, the sidecar's
-# postStart hook and probes, terminationGracePeriodSeconds. The sidecar starts first; its hook
-# runs with exec and holds the app back; the app joins the sidecar's network namespace (so
-# 127.0.0.1 is shared) and runs to completion, with the probes run every periodSeconds; then
-# the sidecar gets SIGTERM. A timeline follows, and the verdict: the hook, every probe and both
-# exit codes must pass.
+# The Job's Pod as the kubelet runs it, in two containers, with every setting read from the
+# manifest by kubectl, offline (image, command, args, env, securityContext, limits, the sidecar's
+# postStart hook and probes, terminationGracePeriodSeconds); a setting it cannot run stops it.
+# The sidecar starts first and its hook, run with exec, holds the app back; the app joins the
+# sidecar's network namespace (they share 127.0.0.1) and runs to completion while the probes
+# run; then the sidecar gets SIGTERM. The verdict follows the timeline: the hook, every probe
+# and both exit codes must pass.
 #
 #   scripts/pod.sh [JOB_YAML]          # job.yaml; docker if an engine answers, else podman
 #   CONTAINER_TOOL=podman APP_SLEEP=1s scripts/pod.sh   # APP_SLEEP (2s) replaces the manifest's
@@ -30,7 +30,8 @@ for command in kubectl timeout curl; do command -v "$command" >/dev/null || miss
 # kubectl prints one "FIELD VALUE" line per field that is set (a list: one per item), and
 # before each container's fields an "init NAME" or "main NAME" line.
 fields() { local from=$1 f; shift; for f; do printf '{range %s.%s}%s {@}{"\\n"}{end}' "$from" "$f" "${f%'[*]'}"; done; }
-each="$(fields '' image restartPolicy 'command[*]' 'args[*]' 'lifecycle.postStart.exec.command[*]' \
+each="$(fields '' image restartPolicy 'command[*]' 'args[*]' workingDir 'lifecycle.postStart.exec.command[*]' \
+  'envFrom[*]' 'env[*].valueFrom' 'volumeMounts[*]' \
   securityContext.{runAsUser,runAsGroup,readOnlyRootFilesystem,allowPrivilegeEscalation} \
   'securityContext.capabilities.drop[*]' 'securityContext.capabilities.add[*]' \
   resources.limits.{memory,cpu} {startup,readiness,liveness}Probe.{'exec.command[*]',httpGet.path,httpGet.port,periodSeconds,timeoutSeconds})"
@@ -76,6 +77,10 @@ settings() {
   list items "$name.securityContext.capabilities.add" && flags+=("${items[@]/#/--cap-add=}")
   item="$(get "$name.resources.limits.memory")" && [[ -z $item ]] || flags+=(--memory "$(memory "$item")")
   item="$(get "$name.resources.limits.cpu")" && [[ -z $item ]] || flags+=(--cpus "$(cores "$item")")
+  for item in envFrom 'env[*].valueFrom' volumeMounts; do
+    [[ -z $(get "$name.$item") ]] || die "$job: $name sets $item, which pod.sh cannot run"
+  done
+  item="$(get "$name.workingDir")" && [[ -z $item ]] || flags+=(--workdir "$item")
   list command "$name.command" && list args "$name.args" && argv=("${command[@]:1}" "${args[@]}")
   [[ ${#command[@]} == 0 ]] || flags+=(--entrypoint "${command[0]}")
   "$tool" image inspect "$(get "$name.image")" >/dev/null 2>&1 || die "$tool has no image $(get "$name.image"): run 'make images' first"

@@ -112,6 +112,11 @@ def memory_limit_1mi(job: dict) -> None:
     sidecar(job)["resources"]["limits"]["memory"] = "1Mi"
 
 
+def env_from_the_downward_api(job: dict) -> None:
+    # pod.sh has no API server to resolve it from: it must refuse, not run without it.
+    app(job)["env"].append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+
+
 def failing_liveness_probe(job: dict) -> None:
     sidecar(job)["livenessProbe"] = {"exec": {"command": ["/no-such-probe"]}}
 
@@ -123,6 +128,7 @@ def failing_liveness_probe(job: dict) -> None:
         (missing_post_start_binary, "FAIL: the postStart hook failed: /no-such-binary "),
         (memory_limit_1mi, "FAIL: the sidecar container did not start with the settings in"),
         (failing_liveness_probe, "FAIL: the sidecar's livenessProbe failed: "),
+        (env_from_the_downward_api, "app sets env[*].valueFrom, which pod.sh cannot run"),
     ],
 )
 def test_pod_fails_on_a_broken_copy_of_job_yaml(built, tmp_path, breakage, message):
