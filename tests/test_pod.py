@@ -70,7 +70,8 @@ def check_pod_run(proc, output: str, tool: str, grace: int = GRACE) -> None:
     # The app ran its whole sleep, and the sidecar outlived it and stopped on SIGTERM.
     assert times[4] - times[3] >= 1.0
     assert times[6] - times[5] < grace / 2
-    assert re.search(r"^PASS: app and sidecar both exited 0 after \d+\.\d{3}s$", output, re.MULTILINE)
+    verdict = r"^PASS: app and sidecar both exited 0 after \d+\.\d{3}s$"
+    assert re.search(verdict, output, re.MULTILINE)
     print(f"\n{output}", file=sys.stderr)
 
 
@@ -114,7 +115,8 @@ def memory_limit_1mi(job: dict) -> None:
 
 def env_from_the_downward_api(job: dict) -> None:
     # pod.sh has no API server to resolve it from: it must refuse, not run without it.
-    app(job)["env"].append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    field = {"fieldRef": {"fieldPath": "metadata.name"}}
+    app(job)["env"].append({"name": "POD_NAME", "valueFrom": field})
 
 
 def failing_liveness_probe(job: dict) -> None:
