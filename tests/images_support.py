@@ -80,7 +80,7 @@ def run(
 def podman_env() -> dict[str, str]:
     """The environment for podman on this machine, or a skip (a failure in CI) saying why not."""
     if shutil.which("podman") is None:
-        unavailable("podman is not installed (scripts/install-container-tools.sh installs it)")
+        unavailable("podman is not installed (on the CI machine: .ci/install-container-tools.sh)")
     if os.geteuid() != 0:
         unavailable("the image tests need rootful podman (run as root)")
     env = dict(os.environ)
@@ -93,7 +93,7 @@ def podman_env() -> dict[str, str]:
 
 
 def exports(text: str) -> dict[str, str]:
-    """Parses the `export NAME=value` lines that scripts/podman-env.sh prints."""
+    """Parses the `export NAME=value` lines that .ci/podman-env.sh prints."""
     values = {}
     for line in text.splitlines():
         words = shlex.split(line)

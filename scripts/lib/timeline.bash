@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# The timeline that `make local` and `make pod` print, in the layout of the kind demo's
-# (scripts/timeline.awk), and their shared verdict. Source it, then:
+# The timeline that `make local` and `make pod` print, in the kind demo's layout, and their
+# shared verdict. Source it, then:
 #
 #   timeline_start                 the clock's zero
 #   mark EVENT [DETAIL]            one line, stamped with the time since zero
@@ -12,16 +12,8 @@ now_us() { local t=$EPOCHREALTIME; printf '%s' "${t/./}"; }
 # Microseconds as seconds with three decimals.
 seconds() { printf '%d.%03d' $(($1 / 1000000)) $(($1 % 1000000 / 1000)); }
 
-timeline_start() {
-  timeline_zero="$(now_us)"
-  timeline=()
-  failures=()
-}
-
-mark() {
-  timeline+=("$(printf '%9s  %-16s %s' "+$(seconds $(($(now_us) - timeline_zero)))s" "$1" "${2:-}")")
-}
-
+timeline_start() { timeline_zero="$(now_us)" timeline=() failures=(); }
+mark() { timeline+=("$(printf '%9s  %-16s %s' "+$(seconds $(($(now_us) - timeline_zero)))s" "$1" "${2:-}")"); }
 fail() { failures+=("$1"); }
 
 finish() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the image tests need on a Debian machine without a Docker engine: podman (with
-# runc, which works on hybrid cgroup hosts where crun does not), its network stack, and
-# debootstrap for the offline builder image. Idempotent: installs only what is missing.
+# CI machine only. Installs what the image tests need on a Debian machine without a Docker
+# engine: podman (with runc, which works on hybrid cgroup hosts where crun does not), its
+# network stack, and debootstrap for the offline builder image. Idempotent: installs only what is missing.
 # Root only; used by .ci/run. The docker CLI is not installed here: the tests use the one the
 # machine has, against podman's Docker-compatible API.
 set -euo pipefail

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Podman settings for this project's machines, as shell exports to eval:
+# CI machine only: the podman settings this project's CI machine needs, as exports to eval:
 #
-#   eval "$(scripts/podman-env.sh)"            # CONTAINERS_CONF=.ci/containers.conf
-#   eval "$(scripts/podman-env.sh --service)"  # also a Docker API for the docker CLI:
-#                                              # starts `podman system service` if it is not
-#                                              # running and exports DOCKER_HOST
-#   scripts/podman-env.sh --stop               # stops the service that --service started
+#   eval "$(.ci/podman-env.sh)"            # CONTAINERS_CONF=.ci/containers.conf
+#   eval "$(.ci/podman-env.sh --service)"  # also a Docker API for the docker CLI: starts
+#                                          # `podman system service` if it is not running,
+#                                          # and exports DOCKER_HOST
+#   .ci/podman-env.sh --stop               # stops the service that --service started
 #
 # Nothing under /etc is changed. The service's pid, socket and log live in $PODMAN_RUN_DIR.
 set -euo pipefail
@@ -23,7 +23,7 @@ say() { printf 'podman-env: %s\n' "$*" >&2; }
 api_up() { curl --silent --fail --max-time 2 --unix-socket "$socket" http://d/_ping >/dev/null 2>&1; }
 
 start_service() {
-  command -v podman >/dev/null || { say "podman not found: run scripts/install-container-tools.sh"; exit 1; }
+  command -v podman >/dev/null || { say "podman not found: run .ci/install-container-tools.sh"; exit 1; }
   api_up && return 0
   mkdir -p "$run_dir"
   rm -f "$socket"
