@@ -668,7 +668,7 @@ fn an_address_that_is_not_ours_is_one_clear_error_and_exit_1() {
     // TEST-NET-1 is on no interface here, so the bind itself fails; nothing
     // is ever sent there.
     let mut sidecar = Process::spawn({
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
         command.args(["--listen", "192.0.2.1:8080"]);
         command
     });
@@ -718,7 +718,7 @@ fn bad_durations_are_usage_errors_never_panics() {
             "invalid value 'forever' for '--header-read-timeout <DURATION>'",
         ),
     ] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
         command.args(["--listen", "127.0.0.1:0"]).args(args);
         if let Some((name, value)) = env {
             command.env(name, value);
