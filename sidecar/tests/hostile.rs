@@ -318,8 +318,11 @@ fn a_slowloris_client_and_a_silent_one_are_cut_off_at_the_header_read_timeout() 
     let (mut slow, slow_started) = slowloris(addr, Duration::from_millis(100));
     let mut silent = connect(addr);
     let silent_started = Instant::now();
-    let mut idle = keep_alive_connection(addr);
+    // Before the request: the server's timer starts once it has answered,
+    // a moment before the client has read the answer, and a slow client (one
+    // run under an emulator) would otherwise see less than the timeout.
     let idle_started = Instant::now();
+    let mut idle = keep_alive_connection(addr);
 
     for (name, stream, started) in [
         ("slowloris", &mut slow, slow_started),
@@ -631,7 +634,7 @@ fn a_large_upload_is_refused_before_it_is_sent_and_never_read() {
     // the large one costs.
     let warm_up = request(
         addr,
-        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\n\r\nx",
+        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
     );
     assert_eq!(warm_up.status, 405);
     let before = rss_kib(pid);
@@ -770,7 +773,14 @@ fn out_of_file_descriptors_accept_errors_are_logged_rate_limited_and_survived() 
     let cpu = cpu_time(pid) - cpu_before;
     let wall = started.elapsed();
     eprintln!("out of descriptors: {cpu:?} of CPU over {wall:?}; {warnings:#?}");
-    assert!(cpu < wall / 50, "{cpu:?} of CPU in {wall:?}: a busy loop");
+    // A busy loop would take all of it. Under an emulator the process is
+    // qemu-user, which also spends CPU translating code the first time it
+    // runs: 40-50 ms here, where the sidecar itself stays under one tick.
+    let share = if testkit::runner().is_some() { 10 } else { 50 };
+    assert!(
+        cpu < wall / share,
+        "{cpu:?} of CPU in {wall:?}: a busy loop"
+    );
     // The backoff doubles from 5ms to 1s: about ten failures in two seconds.
     let failures: u64 = warnings
         .iter()

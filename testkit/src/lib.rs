@@ -16,4 +16,4 @@ mod runner;
 
 pub use http::{HttpResponse, get, request, wait_until_server_has_read};
 pub use process::{Exit, Process, pid1};
-pub use runner::{cargo_bin, wrap};
+pub use runner::{cargo_bin, runner, wrap};

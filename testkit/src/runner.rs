@@ -22,7 +22,7 @@ const TARGET: &str = env!("TESTKIT_TARGET");
 /// runner set only in a `.cargo/config.toml` stays invisible here: set the
 /// variable instead, as `make test-arm64` does.
 pub fn cargo_bin(binary: &str) -> Command {
-    match runner() {
+    match runner_command() {
         Some((program, args)) => {
             let mut command = Command::new(program);
             command.args(args).arg(binary);
@@ -32,10 +32,19 @@ pub fn cargo_bin(binary: &str) -> Command {
     }
 }
 
+/// The runner that cargo runs the tests through, as the variable gives it,
+/// if there is one: for the few tests that measure a process's CPU time or
+/// memory, which under an emulator count the emulator's work too.
+pub fn runner() -> Option<String> {
+    std::env::var(runner_variable())
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
 /// The runner's program and its arguments, split on whitespace as cargo
 /// splits the variable.
-fn runner() -> Option<(String, Vec<String>)> {
-    let value = std::env::var(runner_variable()).ok()?;
+fn runner_command() -> Option<(String, Vec<String>)> {
+    let value = runner()?;
     let mut words = value.split_whitespace().map(str::to_owned);
     let program = words.next()?;
     Some((program, words.collect()))
