@@ -21,7 +21,7 @@ CARGO ?= cargo
 VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
-.PHONY: help build test test-arm64 lint check bench local images pod demo demo-kind demo-legacy \
+.PHONY: help build test test-arm64 lint check bench local images sbom pod demo demo-kind demo-legacy \
 	kind-up kind-down kind-load deploy logs clean
 
 help: ## List the targets
@@ -72,6 +72,32 @@ local: build ## The lifecycle with plain processes: sidecar, app, SIGTERM, timel
 
 images: ## Build the app and sidecar images (docker, else podman)
 	scripts/images.sh
+
+# SBOMs, a build output: a CycloneDX document per image (app, sidecar) and platform, listing the
+# crates its binary is built from, at Cargo.lock's versions, for that target. The images build
+# both binaries in one cargo command, so their features are unified, as cargo-cyclonedx resolves
+# them too. Dated with the commit (SOURCE_DATE_EPOCH). The tool writes next to each Cargo.toml;
+# the files move under target/sbom/.
+CYCLONEDX_VERSION := 0.5.9
+CYCLONEDX := .cache/tools/cargo-cyclonedx-$(CYCLONEDX_VERSION)/bin/cargo-cyclonedx
+SBOM_TRIPLES := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+
+sbom: $(CYCLONEDX) ## CycloneDX SBOMs, one per image and platform: target/sbom/TRIPLE/{app,sidecar}.cdx.json
+	@export SOURCE_DATE_EPOCH="$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)}"; \
+	for triple in $(SBOM_TRIPLES); do \
+	  $(CYCLONEDX) cyclonedx --quiet --format json --spec-version 1.5 --describe binaries \
+	    --target "$$triple"; \
+	  mkdir -p "target/sbom/$$triple"; \
+	  for bin in app sidecar; do \
+	    mv "$$bin/$${bin}_bin.cdx.json" "target/sbom/$$triple/$$bin.cdx.json"; \
+	    echo "target/sbom/$$triple/$$bin.cdx.json"; \
+	  done; \
+	done
+
+# Pinned, in the repository's .cache. Built unoptimised: it runs for a tenth of a second, and
+# builds in 1m46s instead of 4m16s here.
+$(CYCLONEDX):
+	$(CARGO) install --locked --debug --quiet --root $(dir $(@D)) cargo-cyclonedx@$(CYCLONEDX_VERSION)
 
 pod: images ## The lifecycle in two containers sharing a network namespace, as in a Pod
 	scripts/pod.sh
