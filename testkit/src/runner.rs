@@ -62,6 +62,8 @@ pub(crate) fn runner_variable() -> String {
 /// `wrapper` followed by `command`'s program and arguments, with `command`'s
 /// environment and working directory: for programs that run another, such
 /// as `unshare … PROGRAM ARGS` or `sh -c '… exec "$0" "$@"' PROGRAM ARGS`.
+/// The variables `command` sets or removes carry over; an `env_clear` does
+/// not, as `Command` does not tell.
 pub fn wrap(mut wrapper: Command, command: &Command) -> Command {
     wrapper.arg(command.get_program()).args(command.get_args());
     for (name, value) in command.get_envs() {
