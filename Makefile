@@ -21,16 +21,16 @@ CARGO ?= cargo
 VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
-.PHONY: help build test lint check bench local images pod demo demo-kind demo-legacy \
+.PHONY: help build test test-arm64 lint check bench local images sbom pod demo demo-kind demo-legacy \
 	kind-up kind-down kind-load deploy logs clean
 
 help: ## List the targets
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 demo: ## Run the Job's lifecycle on kind, else in containers, else as processes (DEMO= picks)
 	scripts/demo.sh
 
-check: lint test ## Everything CI checks: lint, then every test
+check: lint test test-arm64 ## Everything CI checks: lint, every test, then the Rust tests again for arm64
 
 build: ## Build both binaries, release profile
 	$(CARGO) build --workspace --release --locked
@@ -38,6 +38,23 @@ build: ## Build both binaries, release profile
 test: $(VENV) ## Run every test: the binaries' (cargo), then manifests, scripts, images (pytest)
 	$(CARGO) test --workspace --locked
 	$(VENV)/bin/pytest -rs tests
+
+# The arm64 tier: the images ship arm64 binaries, so their tests run on arm64 too. Built with
+# rust-lld (no C cross toolchain: no dependency compiles C) and run through qemu-user, named as
+# cargo's runner, on any other machine. The tests start the binaries through that same runner
+# (testkit::cargo_bin). Never through a binfmt handler: registering one changes the whole machine.
+ARM64_TARGET := aarch64-unknown-linux-musl
+ARM64_RUNNER = $(if $(filter aarch64 arm64,$(shell uname -m)),,qemu-aarch64-static)
+
+test-arm64: ## The Rust tests built for arm64 (aarch64 musl), run under qemu-aarch64-static off arm64
+	@[[ -z "$(ARM64_RUNNER)" ]] || command -v $(ARM64_RUNNER) >/dev/null \
+	  || { echo "test-arm64: $(ARM64_RUNNER) is missing (Debian, Ubuntu: apt-get install qemu-user-static)" >&2; exit 1; }
+	@[[ -d "$$(rustc --print sysroot)/lib/rustlib/$(ARM64_TARGET)" ]] || rustup target add $(ARM64_TARGET)
+	@[[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] \
+	  || echo "test-arm64: warning: this machine runs arm64 binaries through binfmt, so a test that starts one without qemu goes unnoticed" >&2
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+	  $(if $(ARM64_RUNNER),CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=$(ARM64_RUNNER)) \
+	  $(CARGO) test --workspace --locked --target $(ARM64_TARGET)
 
 lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(CARGO) fmt --all --check
@@ -55,6 +72,32 @@ local: build ## The lifecycle with plain processes: sidecar, app, SIGTERM, timel
 
 images: ## Build the app and sidecar images (docker, else podman)
 	scripts/images.sh
+
+# SBOMs, a build output: a CycloneDX document per image (app, sidecar) and platform, listing the
+# crates its binary is built from, at Cargo.lock's versions, for that target. The images build
+# both binaries in one cargo command, so their features are unified, as cargo-cyclonedx resolves
+# them too. Dated with the commit (SOURCE_DATE_EPOCH). The tool writes next to each Cargo.toml;
+# the files move under target/sbom/.
+CYCLONEDX_VERSION := 0.5.9
+CYCLONEDX := .cache/tools/cargo-cyclonedx-$(CYCLONEDX_VERSION)/bin/cargo-cyclonedx
+SBOM_TRIPLES := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+
+sbom: $(CYCLONEDX) ## CycloneDX SBOMs, one per image and platform: target/sbom/TRIPLE/{app,sidecar}.cdx.json
+	@export SOURCE_DATE_EPOCH="$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct)}"; \
+	for triple in $(SBOM_TRIPLES); do \
+	  $(CYCLONEDX) cyclonedx --quiet --format json --spec-version 1.5 --describe binaries \
+	    --target "$$triple"; \
+	  mkdir -p "target/sbom/$$triple"; \
+	  for bin in app sidecar; do \
+	    mv "$$bin/$${bin}_bin.cdx.json" "target/sbom/$$triple/$$bin.cdx.json"; \
+	    echo "target/sbom/$$triple/$$bin.cdx.json"; \
+	  done; \
+	done
+
+# Pinned, in the repository's .cache. Built unoptimised: it runs for a tenth of a second, and
+# builds in 1m46s instead of 4m16s here.
+$(CYCLONEDX):
+	$(CARGO) install --locked --debug --quiet --root $(dir $(@D)) cargo-cyclonedx@$(CYCLONEDX_VERSION)
 
 pod: images ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
 	scripts/pod.sh

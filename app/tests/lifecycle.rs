@@ -16,7 +16,7 @@ const STARTUP: Duration = Duration::from_secs(10);
 const PROMPT_EXIT: Duration = Duration::from_millis(500);
 
 fn app(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
+    let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_app"));
     command.args(args).env("RUST_LOG", "info");
     command
 }
@@ -219,7 +219,7 @@ fn log_format_json_writes_json_lines() {
 
 #[test]
 fn as_pid_1_sigterm_still_exits_143() {
-    let Some(command) = testkit::pid1(env!("CARGO_BIN_EXE_app"), &["--sleep", "30s"]) else {
+    let Some(command) = testkit::pid1(&app(&["--sleep", "30s"])) else {
         return;
     };
     let mut unshare = Process::spawn(command);

@@ -201,8 +201,28 @@ fn assert_under_the_bound(pid: u32, when: &str) {
     );
 }
 
+/// True, after saying so, when the binary runs under an emulator
+/// (`make test-arm64`): qemu-user's own memory (about 25 MiB) counts in the
+/// sidecar's RSS, and thousands of emulated connections outlast the floods'
+/// waits. The cap is the same code on every architecture; these floods run
+/// natively in `make test`.
+fn skipped_under_an_emulator(test: &str) -> bool {
+    let Some(runner) = testkit::runner() else {
+        return false;
+    };
+    eprintln!(
+        "SKIPPED {test}: the sidecar runs under {runner}, whose own memory and speed this flood would measure"
+    );
+    true
+}
+
 #[test]
 fn floods_of_idle_clients_and_unfinished_heads_stay_under_the_bound_and_the_sidecar_recovers() {
+    if skipped_under_an_emulator(
+        "floods_of_idle_clients_and_unfinished_heads_stay_under_the_bound_and_the_sidecar_recovers",
+    ) {
+        return;
+    }
     ensure_open_files(OPEN_FILES);
     // The header-read timeout is longer than the test: only the cap bounds
     // what the flood holds. The sidecar's own open-file limit is left as
@@ -254,6 +274,9 @@ fn floods_of_idle_clients_and_unfinished_heads_stay_under_the_bound_and_the_side
 
 #[test]
 fn sigterm_during_a_flood_exits_0_within_the_shutdown_deadline() {
+    if skipped_under_an_emulator("sigterm_during_a_flood_exits_0_within_the_shutdown_deadline") {
+        return;
+    }
     ensure_open_files(OPEN_FILES);
     let deadline = Duration::from_secs(2);
     let (mut sidecar, addr) = start(&["--header-read-timeout", "1m", "--shutdown-timeout", "2s"]);
@@ -319,9 +342,12 @@ fn a_client_waiting_behind_a_cap_full_of_slow_clients_is_served_once_they_time_o
             other => panic!("a slow client got {other:?}"),
         }
     }
+    // The episode ends on the first accept that finds more than a quarter of
+    // the places free. The waiting client may have been accepted when only
+    // one was, so the request after it is the one that can end the episode.
+    assert_eq!(get(addr, "/").status, 200);
     sidecar.wait_for_log(CAP_LEFT, PROMPT_EXIT);
     assert_eq!(count_logs(&sidecar, CAP_REACHED), 1);
-    assert_eq!(get(addr, "/").status, 200);
     let sent = sidecar.signal("TERM");
     assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
     assert!(sent.elapsed() < PROMPT_EXIT);

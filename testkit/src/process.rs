@@ -5,6 +5,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::runner;
+
 /// How a process ended, and when.
 #[derive(Debug, Clone, Copy)]
 pub struct Exit {
@@ -50,7 +52,19 @@ impl Process {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+            .unwrap_or_else(|err| {
+                // ENOEXEC: a binary for another architecture, started
+                // without the runner the tests themselves run through.
+                let hint = if err.raw_os_error() == Some(8) {
+                    format!(
+                        " (start binaries under test with testkit::cargo_bin, which reads {})",
+                        runner::runner_variable()
+                    )
+                } else {
+                    String::new()
+                };
+                panic!("cannot start {command:?}: {err}{hint}")
+            });
         let pid = child.id();
 
         let stderr = Arc::new(Lines::default());
@@ -247,14 +261,17 @@ impl Drop for Process {
     }
 }
 
-/// Wraps `program` and `args` so that the program runs as PID 1 of a new PID
+/// Wraps `command` so that its program runs as PID 1 of a new PID
 /// namespace, where the kernel ignores any signal it has no handler for,
-/// exactly as for a container's entrypoint.
+/// exactly as for a container's entrypoint. For a binary under test, pass
+/// [`cargo_bin`](crate::cargo_bin)'s command: under a runner such as qemu-user,
+/// the runner is then PID 1, and it forwards signals to the binary (it handles
+/// every signal itself, and passes each on as the binary asked for).
 ///
 /// Returns `None`, after saying why on stderr, where this machine does not
 /// allow it (it needs root or user namespaces). The caller then skips, except
 /// with `CI=true` as root, where this fails the test instead.
-pub fn pid1(program: &str, args: &[&str]) -> Option<Command> {
+pub fn pid1(command: &Command) -> Option<Command> {
     let probe = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "true"])
         .stdout(Stdio::null())
@@ -270,11 +287,9 @@ pub fn pid1(program: &str, args: &[&str]) -> Option<Command> {
         eprintln!("SKIPPED: {reason}");
         return None;
     }
-    let mut command = Command::new("unshare");
-    command
-        .args(["--pid", "--fork", "--mount-proc", "--kill-child", program])
-        .args(args);
-    Some(command)
+    let mut unshare = Command::new("unshare");
+    unshare.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+    Some(runner::wrap(unshare, command))
 }
 
 /// Whether this process runs as root, from /proc (no unsafe `getuid` call).

@@ -16,7 +16,10 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A sidecar on a free loopback port, and that port.
 pub fn start(extra_args: &[&str]) -> (Process, SocketAddr) {
-    spawn(Command::new(env!("CARGO_BIN_EXE_sidecar")), extra_args)
+    spawn(
+        testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar")),
+        extra_args,
+    )
 }
 
 /// A sidecar limited to `limit` open files, through the shell's `ulimit`, as
@@ -25,12 +28,9 @@ pub fn start(extra_args: &[&str]) -> (Process, SocketAddr) {
 pub fn start_with_open_files_limit(limit: u32, extra_args: &[&str]) -> (Process, SocketAddr) {
     let mut shell = Command::new("sh");
     // `exec` keeps the PID, so signals and /proc reach the sidecar.
-    shell.args([
-        "-c",
-        &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
-        env!("CARGO_BIN_EXE_sidecar"),
-    ]);
-    spawn(shell, extra_args)
+    shell.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\"")]);
+    let sidecar = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
+    spawn(testkit::wrap(shell, &sidecar), extra_args)
 }
 
 fn spawn(mut command: Command, extra_args: &[&str]) -> (Process, SocketAddr) {
