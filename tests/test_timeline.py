@@ -271,3 +271,13 @@ def test_no_date_arithmetic_of_our_own():
     # The times are the API server's, ordered by `sort`; nothing here turns them into numbers.
     assert not list((ROOT / "scripts").glob("timeline*"))
     assert "days_from_civil" not in SCRIPT.read_text()
+
+
+def test_the_readme_shows_what_the_timeline_prints(run):
+    # README.md's blocks (docs/README.ja.md must match them: tests/test_docs.py).
+    readme = (ROOT / "README.md").read_text()
+    shown = [block.split("\n", 1) for block in readme.split("```console\n$ scripts/kind-demo.sh timeline ")[1:]]
+    assert len(shown) == 3
+    for command, output in shown:
+        mode, path = command.split()
+        assert run(mode, ROOT / path).stdout == output.split("```", 1)[0]
