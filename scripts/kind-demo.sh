@@ -70,7 +70,7 @@ cluster_up() {
   fi
 }
 
-# Reads a field of a manifest without a cluster.
+# A field of a manifest, read without a cluster.
 field() { kubectl patch --local -f "$1" --type merge -p '{}' -o jsonpath="$2"; }
 
 # One single-platform archive per image, for the node's platform, then `kind load
@@ -188,7 +188,7 @@ case ${1:-} in
       the_pod
       "${kc[@]}" wait --for=condition=ready "$pod" --timeout="$timeout" >/dev/null || true
       "${kc[@]}" wait --for=condition=ready=false "$pod" --timeout="$timeout" >/dev/null || true
-      "${kc[@]}" get "$pod" -o json >"$tmp/run.json"
+      "${kc[@]}" get "$pod" -o json >"$tmp/run.json" || die "$pod was gone before the app exited"
       wait_job
       "${kc[@]}" get "job/$name" -o json >>"$tmp/run.json"
     fi
