@@ -196,6 +196,13 @@ elif verb == "wait":
     if wanted and not any(c["type"] == wanted and c["status"] == "True"
                           for c in job()["status"].get("conditions", [])):
         time.sleep(120)
+    if wanted:
+        # Returns once the other wait of the race has started (or after 10 s): so the log
+        # shows whether the script started both, whichever the machine runs first.
+        other = "condition=failed" if wanted == "Complete" else "condition=complete"
+        deadline = time.monotonic() + 10
+        while other not in Path(os.environ["FAKE_LOG"]).read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
 else:
     sys.exit(f"fake kubectl: unexpected: {args}")
 """
