@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The kind path of `make demo`, in one pass: the tools (one message names all that are missing),
-# the cluster (created if missing), the images (built and loaded), the Job applied and waited
-# for, then its timeline and verdict.
+# the cluster (created if missing), the images (built, loaded), the Job, its timeline, a verdict.
 #
 #   scripts/kind-demo.sh demo | demo-legacy | check | up | down | load
 #   scripts/kind-demo.sh deploy | logs [FILE]            FILE: a Job manifest (job.yaml)
@@ -20,7 +19,7 @@ kc=(kubectl --context "kind-$cluster")
 timeout=${JOB_TIMEOUT:-180}s
 say() { echo "kind-demo: $*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { sed -n '6,8s/^# //p' "$0" >&2; exit 2; }
+usage() { sed -n 's/^# \(  scripts\/\)/\1/p' "$0" >&2; exit 2; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -55,15 +54,14 @@ check_tools() {
 }
 
 cluster_up() {
+  local want running current
   if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
-    local want running
     want=$(sed -n 's|^ *image: kindest/node:\(v[^@]*\).*|\1|p' "$root/$config")
     running=$("${kc[@]}" get nodes -o jsonpath='{.items[0].status.nodeInfo.kubeletVersion}' 2>/dev/null) || true
     [[ $running == "$want" ]] ||
       die "cluster $cluster runs ${running:-an unknown version}, not $want; run 'make kind-down' or choose another KIND_CLUSTER"
     say "cluster $cluster is already up ($want)"
   else
-    local current
     current=$(kubectl config current-context 2>/dev/null) || true
     kind create cluster --name "$cluster" --config "$root/$config" --wait 120s
     [[ -z $current ]] || kubectl config use-context "$current" >/dev/null
@@ -73,11 +71,10 @@ cluster_up() {
 # A field of a manifest, read without a cluster.
 field() { kubectl patch --local -f "$1" --type merge -p '{}' -o jsonpath="$2"; }
 
-# One single-platform archive per image, for the node's platform, then `kind load
-# image-archive`: kind's docs' way round `kind load docker-image` under Docker's containerd
-# image store, whose plain `docker save` names every platform's blobs but holds only the local
-# ones, and the node's `ctr images import --all-platforms` stops at the first missing one
-# (kubernetes-sigs/kind#3795). A docker-archive from podman holds one image by design.
+# An archive of the node's platform alone per image, then `kind load image-archive`: a plain
+# `docker save` from the containerd image store names every platform's blobs but holds only the
+# local ones, and the node's `ctr images import --all-platforms` stops at the first missing one
+# (kubernetes-sigs/kind#3795). A docker-archive, podman's, holds one image by design.
 load_images() {
   local arch image
   arch=$("${kc[@]}" get nodes -o jsonpath='{.items[0].status.nodeInfo.architecture}')
@@ -104,8 +101,8 @@ deploy() {
 # kubectl wait takes one condition (kubernetes#100248), so a wait for each end races, and
 # the first to return ends the wait; the verdict reads the Job itself.
 wait_job() {
-  say "waiting up to $timeout for job/$name to complete or fail"
   local complete failed
+  say "waiting up to $timeout for job/$name to complete or fail"
   "${kc[@]}" wait --for=condition=complete "job/$name" --timeout="$timeout" >/dev/null 2>&1 & complete=$!
   "${kc[@]}" wait --for=condition=failed "job/$name" --timeout="$timeout" >/dev/null 2>&1 & failed=$!
   wait -n || true
