@@ -34,13 +34,16 @@ esac
 # Whether the engine can start a container, asked before the images take minutes to build:
 # an image imported from an empty tar, run with make pod's hardening flags and a program it
 # does not hold, fails with 127 ("not found") only once the engine has set the container up
-# (namespaces, cgroups, mounts, limits); 125 or 126 mean it could not. Prints why not.
+# (namespaces, cgroups, mounts, limits); 125 or 126 mean it could not. Detached, because
+# podman's Docker API refuses to attach to a container that never started. Prints why not.
 can_run() {
-  local probe=localhost/native-sidecar-engine-probe code=0 out
-  head -c 1024 /dev/zero | "$engine" import - "$probe" >/dev/null 2>&1 || { echo "cannot import an image"; return 1; }
-  out=$("$engine" run --rm --read-only --cap-drop=ALL --security-opt=no-new-privileges "$probe" /absent 2>&1) || code=$?
+  local probe=localhost/native-sidecar-engine-probe name=native-sidecar-engine-probe-$$ code=0 out
+  "$engine" import - "$probe" < <(head -c 1024 /dev/zero) >/dev/null 2>&1 || { echo "cannot import an image"; return 1; }
+  out=$("$engine" run --detach --name "$name" --read-only --cap-drop=ALL --security-opt=no-new-privileges \
+    "$probe" /absent 2>&1) || code=$?
+  "$engine" rm --force "$name" >/dev/null 2>&1 || true
   "$engine" rmi "$probe" >/dev/null 2>&1 || true
-  ((code == 127)) || { printf '%s\n' "${out##*$'\n'}"; return 1; }
+  ((code == 127)) || { grep Error <<<"$out" | tail -n1; return 1; }
 }
 
 # shellcheck source=SCRIPTDIR/lib/engine.sh

@@ -15,9 +15,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "kind-demo.sh"
+DEMO = ROOT / "scripts" / "demo.sh"
 FIXTURES = ROOT / "tests" / "fixtures"
 # What the script may use besides kind, kubectl, make and the container tool.
-BASICS = ["bash", "env", "sort", "head", "cut", "sed", "grep", "mktemp", "rm", "dirname", "tr"]
+BASICS = ["bash", "env", "sort", "head", "tail", "cut", "sed", "grep", "mktemp", "rm", "dirname",
+          "tr"]
 APP = "ghcr.io/example/native-sidecar-job/app:0.1.0"
 SIDECAR = "ghcr.io/example/native-sidecar-job/sidecar:0.1.0"
 
@@ -119,6 +121,9 @@ if args[0] == "info":
     sys.exit(int(os.environ.get("FAKE_ENGINE_INFO", "0")))
 elif args[0] == "version":
     print(os.environ.get("FAKE_DOCKER_API", "1.51"))
+elif args[0] == "run":
+    print("Error: runc: the stand-in's answer", file=sys.stderr)
+    sys.exit(int(os.environ.get("FAKE_RUN_RC", "127")))
 elif args[:2] == ["image", "inspect"]:
     sys.exit(0 if args[2] in os.environ.get("FAKE_IMAGES", args[2]).split() else 1)
 elif args[0] == "save":
@@ -245,8 +250,8 @@ def env(tmp_path):
             if pod:
                 (state / "pod.json").write_text(json.dumps(pod))
 
-        def run(self, *args):
-            return subprocess.run(["bash", str(SCRIPT), *args], env=self, capture_output=True,
+        def run(self, *args, script=SCRIPT):
+            return subprocess.run(["bash", str(script), *args], env=self, capture_output=True,
                                   text=True, timeout=60, check=False)
 
         def calls(self, tool=""):
@@ -543,3 +548,31 @@ def test_usage(ready):
         assert result.returncode == 2
         assert "scripts/kind-demo.sh demo | demo-legacy" in result.stderr
 
+
+
+# --- make demo without kind: can the engine start a container? Asked before any build ------
+
+
+def test_demo_sh_runs_make_pod_when_the_engine_starts_containers(env):
+    env.install("docker", "make")
+    result = env.run(script=DEMO)
+    assert result.returncode == 0, result.stderr
+    assert "demo: running the lifecycle in containers with docker instead (make pod)" in result.stderr
+    probe = "localhost/native-sidecar-engine-probe"
+    calls = [c for c in env.calls() if not c.startswith(("docker info", "docker version"))]
+    assert [c.split()[:3] for c in calls[:4]] == [["docker", "import", "-"], ["docker", "run", "--detach"],
+                                                  ["docker", "rm", "--force"], ["docker", "rmi", probe]]
+    assert calls[1].endswith(f"--read-only --cap-drop=ALL --security-opt=no-new-privileges {probe} /absent")
+    assert calls[4:] == [f"make --no-print-directory -C {ROOT} pod CONTAINER_TOOL=docker"]
+
+
+def test_demo_sh_says_why_before_building_when_the_engine_cannot(env):
+    env.install("docker", "make")
+    env["FAKE_RUN_RC"] = "126"
+    result = env.run(script=DEMO)
+    assert ("demo: docker cannot start a container here (Error: runc: the stand-in's answer): "
+            "running the lifecycle with plain processes instead (make local)") in result.stderr
+    # No cargo on this PATH either, so nothing runs; and nothing was built.
+    assert result.returncode == 3
+    assert "no cargo either" in result.stderr
+    assert env.calls("make") == [] and env.calls("docker rmi")
