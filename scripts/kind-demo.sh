@@ -48,7 +48,8 @@ check_tools() {
   [[ -n $engine ]] || missing+=("${CONTAINER_TOOL:-Docker or podman} with a running engine (\`${CONTAINER_TOOL:-docker} info\` must work): https://docs.docker.com/engine/install/ or https://podman.io/docs/installation")
   # `docker save --platform` came with API 1.48 (Docker 28.0); this APIVersion is the one the
   # CLI and the engine agreed on.
-  [[ $engine != docker ]] || need "the Docker API (Docker 28.0)" v1.48 "$(docker version -f '{{.Client.APIVersion}}' 2>/dev/null)" https://docs.docker.com/engine/install/
+  [[ $engine != docker ]] || need "the Docker API" 1.48 "$(docker version -f '{{.Client.APIVersion}}' 2>/dev/null)" \
+    "Docker 28.0 or newer (for \`docker save --platform\`): https://docs.docker.com/engine/install/"
   ((${#missing[@]} == 0)) || { say "the kind demo needs:"; printf '  - %s\n' "${missing[@]}" >&2; exit 3; }
   export KIND_EXPERIMENTAL_PROVIDER=$engine
 }

@@ -293,7 +293,8 @@ def test_old_tools_are_named_with_what_was_found(ready):
     result = ready.run("demo")
     assert result.returncode == 3
     assert "  - kind v0.33.0 or newer (found v0.32.0): " in result.stderr
-    assert "  - the Docker API (Docker 28.0) v1.48 or newer (found 1.47): " in result.stderr
+    assert ("  - the Docker API 1.48 or newer (found 1.47): Docker 28.0 or newer (for "
+            "`docker save --platform`): https://docs.docker.com/engine/install/") in result.stderr.splitlines()
     assert "kubectl" not in result.stderr
     # Nothing ran but the probes.
     assert [c.split()[:2] for c in ready.calls()] == [["kind", "version"], ["kubectl", "version"], ["docker", "info"],
