@@ -4,7 +4,7 @@
 #   CONTAINER_TOOL  docker or podman (default: the first whose engine answers)
 #   DEMO            kind, pod or local: which runtime `make demo` uses (default: the most real)
 #   KIND_CLUSTER    the kind cluster's name (default: native-sidecar)
-#   K8S             1.28 runs the cluster from cluster-1.28.yaml (default: 1.37, cluster.yaml)
+#   K8S             1.37 (cluster.yaml, the default), 1.35 (cluster-1.35.yaml) or 1.28 (cluster-1.28.yaml)
 #   APP_SLEEP       how long the app works in `local` and `pod` (default: 2s)
 # The scripts read them, and hold their defaults.
 
@@ -102,14 +102,10 @@ $(CYCLONEDX):
 pod: images ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
 	scripts/pod.sh
 
-demo-kind: ## The lifecycle on kind: cluster, images, job.yaml, timeline (the full demo)
-	$(KIND_DEMO) check
-	$(MAKE) images
+demo-kind: ## The lifecycle on kind: tools, cluster, images, job.yaml, timeline (the full demo)
 	$(KIND_DEMO) demo
 
 demo-legacy: ## job-legacy.yaml on kind: passes when it runs into its deadline
-	$(KIND_DEMO) check
-	$(MAKE) images
 	$(KIND_DEMO) demo-legacy
 
 kind-up: ## Create the kind cluster (idempotent)
@@ -118,7 +114,7 @@ kind-up: ## Create the kind cluster (idempotent)
 kind-down: ## Delete the kind cluster (idempotent)
 	$(KIND_DEMO) down
 
-kind-load: ## Copy both images into the kind cluster's node
+kind-load: ## Copy both images into the kind cluster's node, as single-platform archives
 	$(KIND_DEMO) load
 
 deploy: ## (Re)create job.yaml's Job on the kind cluster

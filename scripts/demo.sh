@@ -2,7 +2,8 @@
 # `make demo`: the Job's lifecycle on the most real runtime this machine has.
 #
 #   kind    a kind cluster runs job.yaml: needs kind, kubectl and a container engine;
-#   pod     two containers sharing one network namespace, as in a Pod: needs an engine;
+#   pod     two containers sharing one network namespace, as in a Pod: needs an engine that
+#           can start a container;
 #   local   two plain processes: needs only cargo.
 #
 # DEMO=kind|pod|local picks one; a forced choice fails clearly when its tools are missing.
@@ -30,20 +31,31 @@ case $check in
   *) exit "$check" ;;
 esac
 
+# Whether the engine can start a container, asked before the images take minutes to build:
+# an image imported from an empty tar, run with make pod's hardening flags and a program it
+# does not hold, fails with 127 ("not found") only once the engine has set the container up
+# (namespaces, cgroups, mounts, limits); 125 or 126 mean it could not. Detached, because
+# podman's Docker API refuses to attach to a container that never started. Prints why not.
+can_run() {
+  local probe=localhost/native-sidecar-engine-probe name=native-sidecar-engine-probe-$$ code=0 out
+  "$engine" import - "$probe" < <(head -c 1024 /dev/zero) >/dev/null 2>&1 || { echo "cannot import an image"; return 1; }
+  out=$("$engine" run --detach --name "$name" --read-only --cap-drop=ALL --security-opt=no-new-privileges \
+    "$probe" /absent 2>&1) || code=$?
+  "$engine" rm --force "$name" >/dev/null 2>&1 || true
+  "$engine" rmi "$probe" >/dev/null 2>&1 || true
+  ((code == 127)) || { grep Error <<<"$out" | tail -n1; return 1; }
+}
+
 # shellcheck source=SCRIPTDIR/lib/engine.sh
 source "$repo/scripts/lib/engine.sh"
 find_engine
-if [[ -n $engine ]]; then
-  say "running the lifecycle in containers with $engine instead (make pod)"
-  # make pod's steps, run here so that pod.sh's own exit code is seen: 3 means the engine
-  # answers but cannot start a container, and the demo goes on with plain processes.
-  "${make_[@]}" images CONTAINER_TOOL="$engine"
-  pod=0
-  CONTAINER_TOOL="$engine" "$repo/scripts/pod.sh" || pod=$?
-  ((pod == 3)) || exit "$pod"
-  say "$engine cannot run containers here: running the lifecycle with plain processes instead (make local)"
-else
+if [[ -z $engine ]]; then
   say "no container engine answers either: running the lifecycle with plain processes (make local)"
+elif why=$(can_run); then
+  say "running the lifecycle in containers with $engine instead (make pod)"
+  exec "${make_[@]}" pod CONTAINER_TOOL="$engine"
+else
+  say "$engine cannot start a container here ($why): running the lifecycle with plain processes instead (make local)"
 fi
 command -v cargo >/dev/null || { say "no cargo either: install Docker or podman (or Rust) to see the demo"; exit 3; }
 exec "${make_[@]}" local

@@ -426,7 +426,7 @@ def test_the_command_check_bites(line, needle):
 def test_the_command_check_accepts_what_exists():
     for line in [
         "make demo", "make demo K8S=1.28", "DEMO=pod make demo", "CI=true make check",
-        'eval "$(.ci/podman-env.sh)"', "scripts/timeline.sh native tests/fixtures/native-1.37.json",
+        'eval "$(.ci/podman-env.sh)"', "scripts/kind-demo.sh timeline native tests/fixtures/native-1.37.json",
         "cargo test -p sidecar --test lifecycle", "cargo run -p app -- --sleep 5s",
         "/sidecar wait-ready --url http://127.0.0.1:8080/readyz --timeout 30s",
         "kubectl apply -f job.yaml", ".venv/bin/pytest tests/test_docs.py",

@@ -131,6 +131,9 @@ def test_e2e_runs_both_demos_and_checks_them_independently():
     legacy = runs.index("make demo-legacy")
     after_demo = runs[demo + 1]
     assert "--for=condition=complete job/native-sidecar-job" in after_demo
+    # The demo leaves the current kubectl context as it found it (scripts/kind-demo.sh).
+    assert 'test "$(kubectl config current-context)" = elsewhere' in after_demo
+    assert "kubectl config use-context elsewhere" in runs[demo - 1]
     assert 'test "$app" = 0' in after_demo and 'test "$sidecar" = 0' in after_demo
     assert "grep -qx 'main application'" in after_demo
     # The app's exact line for the sidecar's reply (tests/test_local.py sees the same line).

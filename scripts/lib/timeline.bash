@@ -1,6 +1,5 @@
 # shellcheck shell=bash
-# The timeline that `make local` and `make pod` print, in the kind demo's layout, and their
-# shared verdict. Source it, then:
+# The timeline that `make local` and `make pod` print, and their shared verdict. Source it, then:
 #
 #   timeline_start                 the clock's zero
 #   mark EVENT [DETAIL]            one line, stamped with the time since zero
