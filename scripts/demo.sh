@@ -2,8 +2,8 @@
 # `make demo`: the Job's lifecycle on the most real runtime this machine has.
 #
 #   kind    a kind cluster runs job.yaml: needs kind, kubectl and a container engine;
-#   pod     two containers sharing one network namespace, as in a Pod: needs an engine that
-#           can start a container;
+#   pod     two containers sharing one network namespace, as in a Pod: needs kubectl (it reads
+#           job.yaml) and an engine that can start a container;
 #   local   two plain processes: needs only cargo.
 #
 # DEMO=kind|pod|local picks one; a forced choice fails clearly when its tools are missing.
@@ -51,6 +51,9 @@ source "$repo/scripts/lib/engine.sh"
 find_engine
 if [[ -z $engine ]]; then
   say "no container engine answers either: running the lifecycle with plain processes (make local)"
+elif ! command -v kubectl >/dev/null; then
+  # make pod reads every container setting from job.yaml through kubectl, offline.
+  say "make pod needs kubectl to read job.yaml: running the lifecycle with plain processes instead (make local)"
 elif why=$(can_run); then
   say "running the lifecycle in containers with $engine instead (make pod)"
   exec "${make_[@]}" pod CONTAINER_TOOL="$engine"
