@@ -4,10 +4,14 @@
 //! exit codes, signals, timing, what goes to stdout and what to stderr. So
 //! their tests run the built binaries ([`Process`]), also as PID 1 of a new
 //! PID namespace, as in a container ([`pid1`]), and wait for log lines and
-//! exits with deadlines instead of sleeping.
+//! exits with deadlines instead of sleeping. A [`ReservedPort`] refuses
+//! connections until a server starts on it, without the race of a port that
+//! was freed to be found.
 
 mod http;
+mod port;
 mod process;
 
 pub use http::{HttpResponse, get, request, wait_until_server_has_read};
+pub use port::ReservedPort;
 pub use process::{Exit, Process, pid1};
