@@ -134,3 +134,14 @@ def test_e2e_runs_both_demos_and_checks_them_independently():
     # The app's exact line for the sidecar's reply (tests/test_local.py sees the same line).
     assert "grep -qx 'sidecar replied: Sidecar application'" in after_demo
     assert 'test "$reason" = DeadlineExceeded' in runs[legacy + 1]
+
+
+def test_ci_runs_the_pid_1_tests_as_root():
+    # GitHub sets CI=true, where a PID 1 test that cannot run fails: so they are kept out of the
+    # plain `cargo test` and run through sudo, as cargo's test runner.
+    rust = {step.get("name"): step for step in load(ROOT / ".github/workflows/ci.yml")["jobs"]["rust"]["steps"]}
+    assert rust["cargo test"]["run"].endswith("-- --skip as_pid_1")
+    as_root = rust["cargo test, the PID 1 tests as root"]
+    assert as_root["run"].endswith("-- as_pid_1")
+    assert as_root["env"]["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER"].startswith("sudo ")
+
