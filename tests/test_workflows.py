@@ -145,3 +145,14 @@ def test_ci_runs_the_pid_1_tests_as_root():
     assert as_root["run"].endswith("-- as_pid_1")
     assert as_root["env"]["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER"].startswith("sudo ")
 
+
+def test_mutants_run_weekly_with_a_pinned_cargo_mutants_and_not_in_ci_run():
+    ci = load(ROOT / ".github/workflows/ci.yml")
+    assert ci[True]["schedule"], "ci.yml has no weekly run"
+    job = ci["jobs"]["mutants"]
+    assert job["if"] == "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", job["env"]["CARGO_MUTANTS_VERSION"])
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert 'cargo install --locked "cargo-mutants@$CARGO_MUTANTS_VERSION"' in runs
+    assert any(run.startswith("make mutants") for run in runs)
+    assert "mutants" not in (ROOT / ".ci/run").read_text()
