@@ -48,7 +48,7 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/*
 
 mutants: ## Mutation testing (cargo-mutants, .cargo/mutants.toml): every mutant must be caught; slow, CI runs it weekly
-	$(CARGO) mutants --workspace $(MUTANTS_ARGS)
+	$(CARGO) mutants --workspace
 
 bench: ## Measure the sidecar against a bare hyper server (wrk on loopback): table + bench/results.json
 	python3 scripts/bench.py --locked --out bench/results.json $(BENCH_ARGS)
