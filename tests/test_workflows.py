@@ -139,3 +139,26 @@ def test_e2e_runs_both_demos_and_checks_them_independently():
     # The app's exact line for the sidecar's reply (tests/test_local.py sees the same line).
     assert "grep -qx 'sidecar replied: Sidecar application'" in after_demo
     assert 'test "$reason" = DeadlineExceeded' in runs[legacy + 1]
+
+
+def test_ci_runs_the_pid_1_tests_as_root():
+    # GitHub sets CI=true, where a PID 1 test that cannot run fails: so they are kept out of the
+    # plain `cargo test` and run by a cargo under sudo. Not through a sudo test runner: testkit
+    # starts the binaries through cargo's runner, which would make sudo PID 1 instead.
+    rust = {step.get("name"): step for step in load(ROOT / ".github/workflows/ci.yml")["jobs"]["rust"]["steps"]}
+    assert rust["cargo test"]["run"].endswith("-- --skip as_pid_1")
+    as_root = rust["cargo test, the PID 1 tests as root"]
+    assert as_root["run"].startswith("sudo ") and as_root["run"].endswith("cargo test --workspace --locked -- as_pid_1")
+    assert "RUNNER" not in (ROOT / ".github/workflows/ci.yml").read_text().replace("RUNNER_TEMP", "")
+
+
+def test_mutants_run_weekly_with_a_pinned_cargo_mutants_and_not_in_ci_run():
+    ci = load(ROOT / ".github/workflows/ci.yml")
+    assert ci[True]["schedule"], "ci.yml has no weekly run"
+    job = ci["jobs"]["mutants"]
+    assert job["if"] == "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", job["env"]["CARGO_MUTANTS_VERSION"])
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert 'cargo install --locked "cargo-mutants@$CARGO_MUTANTS_VERSION"' in runs
+    assert any(run.endswith("make mutants") for run in runs)
+    assert "mutants" not in (ROOT / ".ci/run").read_text()

@@ -2,12 +2,15 @@
 //!
 //! Its lifecycle, top to bottom:
 //! 1. Parse the flags; a bad one is a usage error (exit 2).
-//! 2. Install the SIGTERM and SIGINT handlers, first, since in a container
-//!    this process is PID 1 and would otherwise ignore them.
-//! 3. Optionally wait until the sidecar answers, and print its reply.
-//! 4. Work (sleep), print `main application`, exit 0.
+//! 2. Install the SIGTERM and SIGINT handlers, before anything else runs,
+//!    logging included: in a container this process is PID 1, which ignores
+//!    a signal it has no handler for, so a SIGTERM that came any earlier
+//!    would be lost.
+//! 3. Set up logging; a bad `RUST_LOG` is a usage error (exit 2).
+//! 4. Optionally wait until the sidecar answers, and print its reply.
+//! 5. Work (sleep), print `main application`, exit 0.
 //!
-//! A signal during 3 or 4 ends the process at once with 143 (SIGTERM) or 130
+//! A signal from 2 on ends the process at once with 143 (SIGTERM) or 130
 //! (SIGINT). In a Job that matters: exit 0 would tell Kubernetes the work was
 //! done.
 //!
@@ -28,30 +31,32 @@ use crate::config::Config;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    let mut signals = match ShutdownSignals::install().context("cannot install signal handlers") {
+        Ok(signals) => signals,
+        Err(err) => return failed(err),
+    };
     if let Err(err) = lifecycle::logging::init(&config.log) {
         eprintln!("app: {err}");
         return ExitCode::from(2);
     }
-    match run(&config).await {
-        Ok(code) => code,
-        Err(err) => {
-            // A plain line, not a log event: it must show whatever RUST_LOG
-            // and LOG_FORMAT say, and it is the last thing the process says.
-            eprintln!("app: error: {err:#}");
-            ExitCode::FAILURE
+    tokio::select! {
+        finished = work(&config) => match finished {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => failed(err),
+        },
+        signal = signals.recv() => {
+            warn!(signal = signal.name(), "stopped before the work finished");
+            ExitCode::from(signal.exit_code())
         }
     }
 }
 
-async fn run(config: &Config) -> anyhow::Result<ExitCode> {
-    let mut signals = ShutdownSignals::install().context("cannot install signal handlers")?;
-    tokio::select! {
-        finished = work(config) => finished.map(|()| ExitCode::SUCCESS),
-        signal = signals.recv() => {
-            warn!(signal = signal.name(), "stopped before the work finished");
-            Ok(ExitCode::from(signal.exit_code()))
-        }
-    }
+/// Reports `err` and chooses the exit code of a failure.
+fn failed(err: anyhow::Error) -> ExitCode {
+    // A plain line, not a log event: it must show whatever RUST_LOG and
+    // LOG_FORMAT say, and it is the last thing the process says.
+    eprintln!("app: error: {err:#}");
+    ExitCode::FAILURE
 }
 
 async fn work(config: &Config) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::Duration;
 
-use testkit::Process;
+use testkit::{Process, ReservedPort};
 
 const STARTUP: Duration = Duration::from_secs(10);
 /// The issue promises 100 ms; a loaded CI machine gets some slack here.
@@ -41,14 +41,6 @@ fn answer_once(listener: &TcpListener, body: &str) {
         body.len()
     );
     stream.write_all(reply.as_bytes()).unwrap();
-}
-
-/// A loopback port with nothing listening on it.
-fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 #[test]
@@ -87,26 +79,32 @@ fn prints_the_sidecars_reply_before_working() {
 
 #[test]
 fn keeps_trying_until_the_sidecar_is_up() {
-    let port = closed_port();
-    let url = format!("http://{port}/");
-    let mut app = Process::spawn(app(&[
+    // Held for the whole test: refused until the "sidecar" below listens on
+    // it, and no other process can take it in between.
+    let port = ReservedPort::new();
+    let url = format!("http://{}/", port.addr());
+    let mut command = app(&[
         "--sleep",
         "1ms",
         "--sidecar-url",
         &url,
         "--sidecar-wait",
         "10s",
-    ]));
-    app.wait_for_log("waiting for the sidecar", STARTUP);
-    // Only now does the "sidecar" come up, on the port the app is trying.
-    answer_once(&TcpListener::bind(port).unwrap(), "up\n");
+    ]);
+    command.env("RUST_LOG", "info,lifecycle=debug");
+    let mut app = Process::spawn(command);
+    app.wait_for_log("not ready yet", STARTUP);
+    // Only now, after a refused attempt, does the "sidecar" come up, on the
+    // port the app keeps trying.
+    answer_once(&TcpListener::bind(port.addr()).unwrap(), "up\n");
     assert_eq!(app.wait_exit(STARTUP).code(), 0);
     assert_eq!(app.stdout(), "sidecar replied: up\nmain application\n");
 }
 
 #[test]
 fn a_sidecar_that_never_answers_is_one_clear_error_and_exit_1() {
-    let url = format!("http://{}/", closed_port());
+    let port = ReservedPort::new();
+    let url = format!("http://{}/", port.addr());
     let mut app = Process::spawn(app(&[
         "--sleep",
         "1ms",
@@ -160,7 +158,8 @@ fn sigint_exits_130() {
 
 #[test]
 fn sigterm_while_waiting_for_the_sidecar_exits_143() {
-    let url = format!("http://{}/", closed_port());
+    let port = ReservedPort::new();
+    let url = format!("http://{}/", port.addr());
     let mut app = Process::spawn(app(&["--sidecar-url", &url, "--sidecar-wait", "30s"]));
     app.wait_for_log("waiting for the sidecar", STARTUP);
     app.signal("TERM");

@@ -64,9 +64,73 @@ pub fn init(args: &LogArgs) -> Result<(), LoggingError> {
 
 /// `RUST_LOG`, or `info` when it is unset or empty.
 fn filter_from_env() -> Result<Targets, LoggingError> {
-    match env::var("RUST_LOG") {
+    filter_from(env::var("RUST_LOG"))
+}
+
+/// The filter for a value of `RUST_LOG`, read apart from the environment so
+/// that it is tested without changing the test process's own.
+fn filter_from(rust_log: Result<String, VarError>) -> Result<Targets, LoggingError> {
+    match rust_log {
         Ok(text) if !text.trim().is_empty() => Ok(text.parse()?),
         Ok(_) | Err(VarError::NotPresent) => Ok(Targets::new().with_default(LevelFilter::INFO)),
         Err(VarError::NotUnicode(_)) => Err(LoggingError::NotUnicode),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use tracing::Level;
+
+    use super::*;
+
+    fn enabled(filter: &Targets, target: &str) -> Vec<Level> {
+        [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ]
+        .into_iter()
+        .filter(|level| filter.would_enable(target, level))
+        .collect()
+    }
+
+    #[test]
+    fn unset_empty_or_blank_means_info() {
+        let info = [Level::ERROR, Level::WARN, Level::INFO];
+        for rust_log in [
+            Err(VarError::NotPresent),
+            Ok(String::new()),
+            Ok(" \t".to_owned()),
+        ] {
+            let filter = filter_from(rust_log.clone()).unwrap();
+            assert_eq!(enabled(&filter, "app"), info, "{rust_log:?}");
+        }
+    }
+
+    #[test]
+    fn a_value_filters_by_target_and_level() {
+        let filter = filter_from(Ok("warn,sidecar=debug".to_owned())).unwrap();
+        assert_eq!(enabled(&filter, "app"), [Level::ERROR, Level::WARN]);
+        assert_eq!(
+            enabled(&filter, "sidecar::server"),
+            [Level::ERROR, Level::WARN, Level::INFO, Level::DEBUG]
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_naming_rust_log() {
+        let err = filter_from(Ok("app=loud".to_owned())).unwrap_err();
+        assert!(matches!(err, LoggingError::Filter(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("RUST_LOG is not a valid filter")
+        );
+
+        let err = filter_from(Err(VarError::NotUnicode(OsString::from("x")))).unwrap_err();
+        assert_eq!(err.to_string(), "RUST_LOG is not valid Unicode");
     }
 }

@@ -158,7 +158,7 @@ pub async fn wait_until_ok(url: &HttpUrl, within: Duration) -> Result<Bytes, Wai
                 }
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff = next_backoff(backoff);
         }
     };
     // The deadline covers the attempts too, so a peer that accepts and never
@@ -173,9 +173,39 @@ pub async fn wait_until_ok(url: &HttpUrl, within: Duration) -> Result<Bytes, Wai
     }
 }
 
+/// The pause after `backoff`: twice as long, up to [`MAX_BACKOFF`].
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
     use super::*;
+
+    /// A server on a free loopback port that answers one connection each
+    /// with the next of `replies` (status, body), then stops.
+    fn serve(replies: Vec<(u16, Vec<u8>)>) -> HttpUrl {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (status, body) in replies {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut head = [0; 1024];
+                let _ = stream.read(&mut head).unwrap();
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                // The client may hang up early on a body over the limit.
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        url.parse().unwrap()
+    }
 
     #[test]
     fn parses_ip_urls() {
@@ -204,13 +234,50 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn the_pause_between_attempts_doubles_up_to_the_cap() {
+        let mut backoff = FIRST_BACKOFF;
+        let mut pauses = vec![backoff.as_millis()];
+        for _ in 0..6 {
+            backoff = next_backoff(backoff);
+            pauses.push(backoff.as_millis());
+        }
+        assert_eq!(pauses, [20, 40, 80, 160, 320, 500, 500]);
+    }
+
+    #[tokio::test]
+    async fn a_wait_retries_until_200_and_returns_that_body() {
+        let url = serve(vec![
+            (503, b"shutting down\n".to_vec()),
+            (404, b"not found\n".to_vec()),
+            (200, b"ready\n".to_vec()),
+        ]);
+        let body = wait_until_ok(&url, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(body, "ready\n");
+    }
+
+    #[tokio::test]
+    async fn an_answer_other_than_200_is_an_error_naming_the_status() {
+        let url = serve(vec![(503, b"shutting down\n".to_vec())]);
+        let err = get(&url).await.unwrap_err();
+        assert_eq!(err.to_string(), "answered 503 Service Unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_up_to_64_kib_and_no_further() {
+        let url = serve(vec![
+            (200, vec![b'x'; 64 * 1024]),
+            (200, vec![b'x'; 64 * 1024 + 1]),
+        ]);
+        assert_eq!(get(&url).await.unwrap().len(), 64 * 1024);
+        let err = get(&url).await.unwrap_err();
+        assert!(matches!(err, AttemptError::Body(_)), "{err}");
+    }
+
     #[tokio::test]
     async fn a_wait_on_a_closed_port_ends_with_the_last_error() {
-        // Bind and drop to find a port that nothing listens on.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let url: HttpUrl = format!("http://{addr}/").parse().unwrap();
+        let port = testkit::ReservedPort::new();
+        let url: HttpUrl = format!("http://{}/", port.addr()).parse().unwrap();
 
         let err = wait_until_ok(&url, Duration::from_millis(200))
             .await

@@ -12,7 +12,7 @@ use std::time::Duration;
 mod support;
 
 use support::{PROMPT_EXIT, STARTUP, listening_address, start, start_request};
-use testkit::{HttpResponse, Process, get, request};
+use testkit::{HttpResponse, Process, ReservedPort, get, request};
 
 #[test]
 fn answers_every_endpoint_as_documented() {
@@ -240,6 +240,38 @@ fn wait_ready_exits_0_once_the_sidecar_answers_and_1_when_it_never_does() {
         )),
         "{stderr:#?}"
     );
+}
+
+#[test]
+fn wait_ready_keeps_trying_until_a_sidecar_started_during_the_wait_answers() {
+    // As in a Pod, where the postStart hook may start before the server
+    // listens: the wait begins first, on a port that refuses connections
+    // until the sidecar binds it.
+    let port = ReservedPort::new();
+    let url = format!("http://{}/readyz", port.addr());
+    let mut waiter = Process::spawn({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        command
+            .args(["wait-ready", "--url", &url, "--timeout", "10s"])
+            .env("RUST_LOG", "info,lifecycle=debug");
+        command
+    });
+    waiter.wait_for_log("not ready yet", STARTUP);
+
+    let mut sidecar = Process::spawn({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        command
+            .args(["--listen", &port.addr().to_string()])
+            .env("RUST_LOG", "info");
+        command
+    });
+    assert_eq!(listening_address(&sidecar), port.addr());
+    assert_eq!(waiter.wait_exit(STARTUP).code(), 0);
+    waiter.wait_for_log(&format!("ready url={url}"), PROMPT_EXIT);
+
+    sidecar.signal("TERM");
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    sidecar.wait_for_log("stopped requests_served=1", PROMPT_EXIT);
 }
 
 #[test]
