@@ -555,12 +555,12 @@ def test_usage(ready):
 
 
 def test_demo_sh_runs_make_pod_when_the_engine_starts_containers(env):
-    env.install("docker", "make")
+    env.install("docker", "make", "kubectl")
     result = env.run(script=DEMO)
     assert result.returncode == 0, result.stderr
     assert "demo: running the lifecycle in containers with docker instead (make pod)" in result.stderr
     probe = "localhost/native-sidecar-engine-probe"
-    calls = [c for c in env.calls() if not c.startswith(("docker info", "docker version"))]
+    calls = [c for c in env.calls() if not c.startswith(("docker info", "docker version", "kubectl"))]
     assert [c.split()[:3] for c in calls[:4]] == [["docker", "import", "-"], ["docker", "run", "--detach"],
                                                   ["docker", "rm", "--force"], ["docker", "rmi", probe]]
     assert calls[1].endswith(f"--read-only --cap-drop=ALL --security-opt=no-new-privileges {probe} /absent")
@@ -568,7 +568,7 @@ def test_demo_sh_runs_make_pod_when_the_engine_starts_containers(env):
 
 
 def test_demo_sh_says_why_before_building_when_the_engine_cannot(env):
-    env.install("docker", "make")
+    env.install("docker", "make", "kubectl")
     env["FAKE_RUN_RC"] = "126"
     result = env.run(script=DEMO)
     assert ("demo: docker cannot start a container here (Error: runc: the stand-in's answer): "
@@ -577,3 +577,14 @@ def test_demo_sh_says_why_before_building_when_the_engine_cannot(env):
     assert result.returncode == 3
     assert "no cargo either" in result.stderr
     assert env.calls("make") == [] and env.calls("docker rmi")
+
+
+def test_demo_sh_without_kubectl_skips_make_pod_before_building(env):
+    # make pod reads job.yaml with kubectl: without it, make local, said up front.
+    env.install("docker", "make")
+    result = env.run(script=DEMO)
+    assert ("demo: make pod needs kubectl to read job.yaml: running the lifecycle with plain "
+            "processes instead (make local)") in result.stderr
+    # No cargo on this PATH either, so nothing runs; no container was tried, nothing built.
+    assert result.returncode == 3
+    assert env.calls("make") == [] and env.calls("docker run") == [] and env.calls("docker import") == []
