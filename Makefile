@@ -6,6 +6,8 @@
 #   KIND_CLUSTER    the kind cluster's name (default: native-sidecar)
 #   K8S             1.28 runs the cluster from cluster-1.28.yaml (default: 1.37, cluster.yaml)
 #   APP_SLEEP       how long the app works in `local` and `pod` (default: 2s)
+#   PLATFORMS       the platforms `images` builds (default: the engine's own, for kind)
+#   REGISTRY        where `push` sends the images: host[:port]/path
 # The scripts read them, and hold their defaults.
 
 SHELL := bash
@@ -21,7 +23,7 @@ CARGO ?= cargo
 VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
-.PHONY: help build test lint check bench local images pod demo demo-kind demo-legacy \
+.PHONY: help build test lint check bench local images push pod demo demo-kind demo-legacy \
 	kind-up kind-down kind-load deploy logs clean
 
 help: ## List the targets
@@ -53,8 +55,11 @@ bench: ## Measure the sidecar against a bare hyper server (wrk on loopback): tab
 local: build ## The lifecycle with plain processes: sidecar, app, SIGTERM, timeline
 	scripts/local.sh
 
-images: ## Build the app and sidecar images (docker, else podman)
+images: ## Build both images for this machine (kind); PLATFORMS=linux/amd64,linux/arm64 for one multi-arch image
 	scripts/images.sh
+
+push: ## Push both images, every platform built, to REGISTRY=host[:port]/path; prints NAME@sha256:DIGEST
+	scripts/images.sh push
 
 pod: images ## The lifecycle in two containers sharing a network namespace, as in a Pod
 	scripts/pod.sh

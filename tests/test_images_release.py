@@ -292,3 +292,11 @@ def test_push_sends_both_platforms_and_prints_digests(multiarch, registry):
         local_id = run(["podman", "image", "inspect", "--format", "{{.Id}}", local[native]],
                        env).stdout.strip()
         assert pulled.stdout.strip() == local_id
+    # The README's way to run job.yaml from the pushed images, by digest (kubectl, offline).
+    if shutil.which("kubectl"):
+        sidecar_ref, app_ref = printed
+        patched = run(["kubectl", "set", "image", "--local", "-f", "job.yaml", "-o", "json",
+                       f"sidecar={sidecar_ref}", f"app={app_ref}"], env)
+        spec = json.loads(patched.stdout)["spec"]["template"]["spec"]
+        images = {c["name"]: c["image"] for c in spec["initContainers"] + spec["containers"]}
+        assert images == {"sidecar": sidecar_ref, "app": app_ref}
