@@ -98,8 +98,9 @@ for target in sidecar app; do
   if [[ $tool == docker ]]; then
     docker buildx build "${args[@]}" --target "$target" --tag "$image" .
   elif [[ $platforms == *,* ]]; then
-    # --manifest adds to a list of that name: start from none, so nothing stale stays in it.
-    podman manifest rm "$image" >/dev/null 2>&1 || podman rmi --force "$image" >/dev/null 2>&1 || true
+    # --manifest adds to a list of that name: start from none, so nothing stale stays in it. Only
+    # the name goes; images and their containers stay.
+    podman manifest rm "$image" >/dev/null 2>&1 || podman untag "$image" >/dev/null 2>&1 || true
     podman build "${args[@]}" --target "$target" --manifest "$image" .
   else
     podman manifest rm "$image" >/dev/null 2>&1 || true

@@ -191,6 +191,14 @@ def builder_env(env: dict[str, str]) -> dict[str, str]:
     return dict(env, CONTAINER_TOOL="podman")
 
 
+def restore_native_images(env: dict[str, str]) -> None:
+    """Leave the images as `make images` makes them (this machine's platform only, no manifest
+    list) for the tests after these: podman 4.3's `podman images` fails once a built manifest
+    list is in the store (podman-container-tools/podman#19757). Layers are cached: seconds."""
+    env = {k: v for k, v in env.items() if k not in ("PLATFORMS", "TMPDIR")}
+    run(["scripts/images.sh"], env, timeout=1800)
+
+
 def instances(image: str, env: dict[str, str]) -> dict[str, str]:
     """The manifest list `image`'s instances: architecture -> image@digest."""
     listed = json.loads(run(["podman", "manifest", "inspect", image], env).stdout)

@@ -419,6 +419,9 @@ def test_docker_sees_the_same_images(docker_built):
 # --- a stand-in docker that records its calls: what images.sh asks of Docker with buildx ------
 
 
+PUSHED = "ab" * 32
+
+
 def docker_standin(tmp_path: Path, buildx: bool, image_present: bool = True) -> dict[str, str]:
     """PATH with a `docker` that logs each call to calls.log and answers like Docker 29 would."""
     bin_dir = tmp_path / "bin"
@@ -438,6 +441,7 @@ def docker_standin(tmp_path: Path, buildx: bool, image_present: bool = True) -> 
         '  "version --format") echo amd64 ;;\n'
         f'  "image inspect") exit {0 if image_present else 1} ;;\n'
         '  "pull --quiet") exit 1 ;;\n'
+        f'  "push "*) echo "0.1.0: digest: sha256:{PUSHED} size: 528" ;;\n'
         "esac\n"
     )
     script.chmod(0o755)
@@ -485,6 +489,28 @@ def test_docker_builds_one_multi_arch_image_for_platforms(tmp_path):
     run(["scripts/images.sh"], env)
     builds = [call.split() for call in calls(tmp_path) if call.startswith("buildx build ")]
     assert [args[args.index("--platform") + 1] for args in builds] == ["linux/amd64,linux/arm64"] * 2
+
+
+def test_docker_push_tags_pushes_and_prints_each_digest(tmp_path):
+    env = dict(docker_standin(tmp_path, buildx=True), REGISTRY="registry.example.com:5000/team/")
+    proc = run(["scripts/images.sh", "push"], env)
+    assert proc.stdout.splitlines() == [
+        f"registry.example.com:5000/team/sidecar@sha256:{PUSHED}",
+        f"registry.example.com:5000/team/app@sha256:{PUSHED}",
+    ]
+    remote = {t: f"registry.example.com:5000/team/{t}:{IMAGES['VERSION']}" for t in BINARIES}
+    assert [c for c in calls(tmp_path) if c.startswith(("tag ", "push "))] == [
+        f"tag {BINARIES['sidecar']} {remote['sidecar']}", f"push {remote['sidecar']}",
+        f"tag {BINARIES['app']} {remote['app']}", f"push {remote['app']}",
+    ]
+
+
+def test_push_without_registry_says_what_it_needs(tmp_path):
+    env = docker_standin(tmp_path, buildx=True)
+    env.pop("REGISTRY", None)
+    proc = run(["scripts/images.sh", "push"], env, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == ["images: push needs REGISTRY=host[:port]/path"]
 
 
 def test_docker_unpullable_builder_names_the_override(tmp_path):

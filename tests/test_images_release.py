@@ -37,6 +37,7 @@ from images_support import (
     images_env,
     instances,
     podman_env,
+    restore_native_images,
     run,
     unavailable,
     wait_for,
@@ -62,6 +63,7 @@ def multiarch():
     env = dict(builder_env(env), PLATFORMS=PLATFORMS)
     run(["scripts/images.sh"], env, timeout=1800)
     yield env
+    restore_native_images(env)
     assert_nothing_left(env, timeout=60)
 
 

@@ -20,6 +20,7 @@ from images_support import (
     images_env,
     instances,
     podman_env,
+    restore_native_images,
     run,
 )
 
@@ -56,6 +57,7 @@ def test_two_cold_builds_give_identical_binaries_and_image_ids(tmp_path):
         first = cold_build(env, tmp_path, "first")
         second = cold_build(env, tmp_path, "second")
     finally:
+        restore_native_images(env)
         assert_nothing_left(env, timeout=60)
     assert set(first) == {(t, a) for t in BINARIES for a in ("amd64", "arm64")}
     for key in first:
