@@ -150,7 +150,7 @@ def test_the_bench_builds_like_the_dockerfile() -> None:
     dockerfile = (REPO / "docker" / "Dockerfile").read_text()
     # The Dockerfile maps TARGETARCH to the same triple that uname -m gives on that machine.
     host = f"{os.uname().machine}-unknown-linux-musl"
-    assert re.search(rf"^RUN rustup target add .*\b{host}\b", dockerfile, re.M)
+    assert re.search(rf"rustup target add .*\b{host}\b", dockerfile)
     assert f"triple={host} ;;" in dockerfile
     assert 'cargo auditable build --release --locked --target "$triple"' in dockerfile
     # The target's defaults are the whole recipe: the only flags on the side rewrite paths in

@@ -97,6 +97,7 @@ def test_dockerfile_maps_each_targetarch_to_a_musl_target_linked_by_rust_lld():
         assert f"CARGO_TARGET_{triple}_LINKER=rust-lld" in text
     # Each platform its own target cache; the binaries carry their dependency list.
     assert "id=native-sidecar-job-target-${TARGETARCH},target=/src/target" in text
+    assert "id=native-sidecar-job-registry-${TARGETARCH},target=/usr/local/cargo/registry" in text
     assert 'cargo install --locked "cargo-auditable@${CARGO_AUDITABLE_VERSION}"' in text
     assert re.search(r"^ARG CARGO_AUDITABLE_VERSION=\d+\.\d+\.\d+$", text, re.M)
     assert "cargo auditable build --release --locked" in text
