@@ -53,9 +53,12 @@ def cold_build(env: dict[str, str], tmp_path, name: str) -> dict:
 
 def test_two_cold_builds_give_identical_binaries_and_image_ids(tmp_path):
     env = dict(builder_env(podman_env()), PLATFORMS=PLATFORMS)
+    head = run(["git", "rev-parse", "HEAD"], env).stdout
     try:
         first = cold_build(env, tmp_path, "first")
         second = cold_build(env, tmp_path, "second")
+        # The labels and timestamps come from the commit: a commit made meanwhile changes them.
+        assert run(["git", "rev-parse", "HEAD"], env).stdout == head, "HEAD moved during the test"
     finally:
         restore_native_images(env)
         assert_nothing_left(env, timeout=60)
