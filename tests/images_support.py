@@ -211,6 +211,11 @@ def instances(image: str, env: dict[str, str]) -> dict[str, str]:
 
 def image_file(image: str, path: str, env: dict[str, str], dest: Path) -> bytes:
     """The bytes of the file at `path` in `image` (podman save, then read from its layers)."""
+    return image_member(image, path, env, dest)[1]
+
+
+def image_member(image: str, path: str, env: dict[str, str], dest: Path) -> tuple[tarfile.TarInfo, bytes]:
+    """The layer entry and the bytes of the file at `path` in `image`."""
     args = ["podman", "save", "--format", "docker-archive", "--output", str(dest), image]
     run(args, env, timeout=120)
     with tarfile.open(dest) as archive:
@@ -220,7 +225,7 @@ def image_file(image: str, path: str, env: dict[str, str], dest: Path) -> bytes:
             with tarfile.open(fileobj=io.BytesIO(data)) as layer:
                 for member in layer.getmembers():
                     if "/" + member.name.removeprefix("./").lstrip("/") == path:
-                        return layer.extractfile(member).read()
+                        return member, layer.extractfile(member).read()
     raise AssertionError(f"{image} holds no {path}")
 
 
