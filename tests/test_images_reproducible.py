@@ -28,6 +28,13 @@ IMAGES = images_env()
 BINARIES = {"app": IMAGES["APP_IMAGE"], "sidecar": IMAGES["SIDECAR_IMAGE"]}
 
 
+def image_ids(env: dict[str, str], dangling: bool = False) -> list[str]:
+    args = ["podman", "images", "--all", "--quiet", "--no-trunc"]
+    if dangling:
+        args += ["--filter", "dangling=true"]
+    return run(args, env).stdout.split()
+
+
 def cold_build(env: dict[str, str], tmp_path, name: str) -> dict:
     """One build from empty caches: {(target, arch): (image ID, sha256 of the binary)}."""
     tmpdir = tmp_path / name
@@ -54,6 +61,7 @@ def cold_build(env: dict[str, str], tmp_path, name: str) -> dict:
 def test_two_cold_builds_give_identical_binaries_and_image_ids(tmp_path):
     env = dict(builder_env(podman_env()), PLATFORMS=PLATFORMS)
     head = run(["git", "rev-parse", "HEAD"], env).stdout
+    before = set(image_ids(env))
     try:
         first = cold_build(env, tmp_path, "first")
         second = cold_build(env, tmp_path, "second")
@@ -61,6 +69,11 @@ def test_two_cold_builds_give_identical_binaries_and_image_ids(tmp_path):
         assert run(["git", "rev-parse", "HEAD"], env).stdout == head, "HEAD moved during the test"
     finally:
         restore_native_images(env)
+        # Each cold build leaves its own untagged builder layers (hundreds of MB): remove what
+        # this test made and nothing else uses, so repeated runs do not fill the disk.
+        made = [i for i in image_ids(env, dangling=True) if i not in before]
+        if made:
+            run(["podman", "rmi", *made], env, check=False, timeout=300)
         assert_nothing_left(env, timeout=60)
     assert set(first) == {(t, a) for t in BINARIES for a in ("amd64", "arm64")}
     for key in first:
