@@ -6,6 +6,8 @@
 #   KIND_CLUSTER    the kind cluster's name (default: native-sidecar)
 #   K8S             1.37 (cluster.yaml, the default), 1.35 (cluster-1.35.yaml) or 1.28 (cluster-1.28.yaml)
 #   APP_SLEEP       how long the app works in `local` and `pod` (default: 2s)
+#   PLATFORMS       the platforms `images` builds (default: the engine's own, for kind)
+#   REGISTRY        where `push` sends the images: host[:port]/path
 # The scripts read them, and hold their defaults.
 
 SHELL := bash
@@ -21,7 +23,7 @@ CARGO ?= cargo
 VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
-.PHONY: help build test test-arm64 lint check bench local images sbom pod demo demo-kind demo-legacy \
+.PHONY: help build test test-arm64 lint check bench local images push sbom pod demo demo-kind demo-legacy \
 	kind-up kind-down kind-load deploy logs mutants clean
 
 help: ## List the targets
@@ -73,7 +75,7 @@ bench: ## Measure the sidecar against a bare hyper server (wrk on loopback): tab
 local: build ## The lifecycle with plain processes: sidecar, app, SIGTERM, timeline
 	scripts/local.sh
 
-images: ## Build the app and sidecar images (docker, else podman)
+images: ## Build both images for this machine (kind); PLATFORMS=linux/amd64,linux/arm64 for one multi-arch image
 	scripts/images.sh
 
 # SBOMs, a build output: a CycloneDX document per image (app, sidecar) and platform, listing the
@@ -102,6 +104,9 @@ sbom: $(CYCLONEDX) ## CycloneDX SBOMs, one per image and platform: target/sbom/T
 $(CYCLONEDX):
 	@echo "cargo install cargo-cyclonedx@$(CYCLONEDX_VERSION) into $(dir $(@D))" >&2
 	@$(CARGO) install --locked --debug --quiet --root $(dir $(@D)) cargo-cyclonedx@$(CYCLONEDX_VERSION)
+
+push: ## Push both images, every platform built, to REGISTRY=host[:port]/path; prints NAME@sha256:DIGEST
+	scripts/images.sh push
 
 pod: images ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
 	scripts/pod.sh

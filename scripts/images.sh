@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Builds both images from docker/Dockerfile under the names in images.env.
+# Builds both images from docker/Dockerfile under the names in images.env, or pushes them.
 #
-#   scripts/images.sh                          # docker if an engine answers, else podman
-#   CONTAINER_TOOL=podman scripts/images.sh    # or pick one
-#   BUILDER=standin scripts/images.sh          # offline: no registry, see below
+#   scripts/images.sh                                     # the engine's own platform, for kind
+#   PLATFORMS=linux/amd64,linux/arm64 scripts/images.sh   # one multi-arch image (manifest list)
+#   REGISTRY=host[:port]/path scripts/images.sh push      # push what was built, print digests
 #
-# BUILDER picks the builder image:
-#   official  the Dockerfile's default, the official rust image from the registry;
-#   standin   scripts/builder-base.sh's local image, for machines without a registry: podman
-#             bind-mounts the host's toolchain and CA bundle into the build; docker (which has
-#             no `build -v`) gets an image holding a copy of both;
-#   auto      (default) official if it can be pulled, else standin, saying so.
-# RUST_IMAGE=<image> overrides the builder image outright; BUILD_OPTS adds build flags.
+# CONTAINER_TOOL=docker|podman picks the engine (default: the first that answers). docker needs
+# the buildx plugin. RUST_IMAGE=<image> replaces the builder image, BUILD_OPTS adds build flags,
+# PUSH_OPTS push flags (podman: --tls-verify=false for a plain-HTTP registry).
+#
+# Reproducible: SOURCE_DATE_EPOCH is the commit's time, the labels carry the commit's hash and
+# date, and every timestamp in the image is that time, so one commit gives one image ID.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,49 +25,86 @@ source "$repo/scripts/lib/engine.sh"
 find_engine
 tool="$engine"
 [[ -n $tool ]] || die "no container engine answers: install Docker or podman (\`${CONTAINER_TOOL:-docker} info\` must work)"
+if [[ $tool == docker ]] && ! docker buildx version >/dev/null 2>&1; then
+  # The legacy builder cannot run the Dockerfile's RUN --mount, and never builds multi-arch.
+  die "docker has no buildx plugin: install it (docker-buildx-plugin, https://docs.docker.com/go/buildx/)"
+fi
 
-args=(--file docker/Dockerfile --build-arg "VERSION=$VERSION")
+push() {
+  [[ -n ${REGISTRY:-} ]] || die "push needs REGISTRY=host[:port]/path"
+  # shellcheck disable=SC2206 # PUSH_OPTS is a list of flags on purpose.
+  local opts=(${PUSH_OPTS:-}) image remote digest file
+  file="$(mktemp)"
+  trap 'rm -f "$file"' RETURN
+  for image in "$SIDECAR_IMAGE" "$APP_IMAGE"; do
+    remote="${REGISTRY%/}/${image##*/}"
+    if [[ $tool == podman ]]; then
+      # A manifest list (PLATFORMS=...) goes with every platform in it; one image as itself.
+      if podman manifest inspect "$image" >/dev/null 2>&1; then
+        podman manifest push "${opts[@]}" --all --digestfile "$file" "$image" "docker://$remote" >&2
+      else
+        podman push "${opts[@]}" --digestfile "$file" "$image" "docker://$remote" >&2
+      fi
+      digest="$(cat "$file")"
+    else
+      docker tag "$image" "$remote"
+      docker push "${opts[@]}" "$remote" >"$file"
+      digest="$(sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' "$file" | tail -n 1)"
+    fi
+    [[ $digest == sha256:* ]] || die "no digest for $remote"
+    printf '%s@%s\n' "${remote%:*}" "$digest"
+  done
+}
+[[ ${1:-} == push ]] && { push; exit 0; }
+[[ -z ${1:-} ]] || die "usage: $0 [push]"
+
+# The builder image: the Dockerfile's pinned default unless RUST_IMAGE names another. Never a
+# stand-in picked here: if it cannot be had, say so and stop.
+rust_image="${RUST_IMAGE:-$(sed -n 's/^ARG RUST_IMAGE=//p' docker/Dockerfile)}"
+if ! "$tool" image inspect "$rust_image" >/dev/null 2>&1 \
+    && ! "$tool" pull --quiet "$rust_image" >/dev/null 2>&1; then
+  die "cannot pull the builder image $rust_image: check the registry, or name another with RUST_IMAGE=<image>"
+fi
+
+# The engine's own platform by default: what kind's node runs on this machine.
+if [[ $tool == docker ]]; then
+  native="linux/$(docker version --format '{{.Server.Arch}}')"
+else
+  native="linux/$(podman info --format '{{.Host.Arch}}')"
+fi
+platforms="${PLATFORMS:-$native}"
+
+epoch="$(git log -1 --format=%ct)"
+args=(--file docker/Dockerfile --platform "$platforms"
+      --build-arg "RUST_IMAGE=$rust_image" --build-arg "VERSION=$VERSION"
+      --build-arg "SOURCE_DATE_EPOCH=$epoch"
+      --build-arg "REVISION=$(git log -1 --format=%H)"
+      --build-arg "CREATED=$(TZ=UTC0 git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd)")
 # shellcheck disable=SC2206 # BUILD_OPTS is a list of flags on purpose.
 [[ -n ${BUILD_OPTS:-} ]] && args+=(${BUILD_OPTS})
-
-builder="${BUILDER:-auto}"
-official="$(sed -n 's/^ARG RUST_IMAGE=//p' docker/Dockerfile)"
-if [[ $builder == auto ]]; then
-  if [[ -n ${RUST_IMAGE:-} ]] || "$tool" image inspect "$official" >/dev/null 2>&1 \
-      || "$tool" pull --quiet "$official" >/dev/null 2>&1; then
-    builder=official
-  else
-    printf 'images: cannot pull %s; building with the offline stand-in (BUILDER=standin)\n' \
-      "$official" >&2
-    builder=standin
-  fi
-fi
-case "$builder" in
-  official) ;;
-  standin)
-    command -v rustc >/dev/null || die "BUILDER=standin uses the host's Rust toolchain: rustc not found"
-    if [[ $tool == podman ]]; then
-      args+=(--build-arg "RUST_IMAGE=$(scripts/builder-base.sh base)"
-             --volume "$(rustc --print sysroot):/usr/local/rust:ro"
-             --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
-    else
-      args+=(--build-arg "RUST_IMAGE=$(scripts/builder-base.sh toolchain)")
-    fi
-    ;;
-  *) die "BUILDER must be auto, official or standin, not '$builder'" ;;
-esac
-[[ -n ${RUST_IMAGE:-} ]] && args+=(--build-arg "RUST_IMAGE=$RUST_IMAGE")
-
-if [[ $tool == docker ]] && ! docker buildx version >/dev/null 2>&1; then
-  # Without buildx the docker CLI can only use the legacy builder API, which podman's service
-  # implements with BuildKit's RUN --mount; a real Docker engine needs buildx for it.
-  export DOCKER_BUILDKIT=0
+if [[ $tool == docker ]]; then
+  # No attestations: an attestation manifest in the archive is a blob that `kind load` trips on.
+  # rewrite-timestamp sets every file's time to SOURCE_DATE_EPOCH.
+  args+=(--provenance=false --sbom=false --output "type=docker,rewrite-timestamp=true")
+else
+  # podman 4.3 leaves $BUILDPLATFORM in a FROM line unexpanded unless it is passed in.
+  args+=(--build-arg "BUILDPLATFORM=$native" --timestamp "$epoch")
 fi
 
 for target in sidecar app; do
   image_var="${target^^}_IMAGE"
   image="${!image_var}"
-  printf 'images: %s build --target %s -t %s\n' "$tool" "$target" "$image" >&2
-  "$tool" build "${args[@]}" --target "$target" --tag "$image" .
+  printf 'images: %s build --platform %s --target %s -t %s\n' "$tool" "$platforms" "$target" "$image" >&2
+  if [[ $tool == docker ]]; then
+    docker buildx build "${args[@]}" --target "$target" --tag "$image" .
+  elif [[ $platforms == *,* ]]; then
+    # --manifest adds to a list of that name: start from none, so nothing stale stays in it. Only
+    # the name goes; images and their containers stay.
+    podman manifest rm "$image" >/dev/null 2>&1 || podman untag "$image" >/dev/null 2>&1 || true
+    podman build "${args[@]}" --target "$target" --manifest "$image" .
+  else
+    podman manifest rm "$image" >/dev/null 2>&1 || true
+    podman build "${args[@]}" --target "$target" --tag "$image" .
+  fi
 done
-printf 'images: built %s and %s\n' "$SIDECAR_IMAGE" "$APP_IMAGE" >&2
+printf 'images: built %s and %s for %s\n' "$SIDECAR_IMAGE" "$APP_IMAGE" "$platforms" >&2

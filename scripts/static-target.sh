@@ -7,7 +7,8 @@
 # musl rather than glibc: a musl binary is static by default and carries a C library of tens of
 # KB instead of glibc's 750 KB (the app: 0.99 MiB against 1.62 MiB), and it resolves names from
 # /etc/hosts and DNS itself, where a static glibc needs NSS modules it cannot load. The
-# Dockerfile builds for the same triple; scripts/bench.py measures what it builds.
+# Dockerfile builds the same triple for this machine's TARGETARCH (and the other one when it
+# cross-compiles); scripts/bench.py measures what it builds.
 set -euo pipefail
 
 triple="$(uname -m)-unknown-linux-musl"

@@ -166,3 +166,113 @@ def timeline(output: str) -> list[tuple[float, str, str]]:
         for m in map(TIMELINE.match, output.splitlines())
         if m
     ]
+
+
+# --- multi-arch images, registries and leftovers (test_images_release.py, test_images.py) -----
+
+PLATFORMS = "linux/amd64,linux/arm64"
+# ELF e_machine for each image architecture (the ELF specification's EM_X86_64 and EM_AARCH64).
+ELF_MACHINE = {"amd64": 0x3E, "arm64": 0xB7}
+
+
+def builder_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` for scripts/images.sh, or a skip (a failure in CI) if it cannot get a builder image.
+
+    make images never picks a stand-in builder by itself; CI names one in RUST_IMAGE
+    (.ci/run runs .ci/builder-base.sh). Elsewhere the official image must be present or pullable.
+    """
+    if "RUST_IMAGE" not in env:
+        text = (REPO / "docker" / "Dockerfile").read_text()
+        official = re.search(r"^ARG RUST_IMAGE=(\S+)$", text, re.M)[1]
+        if run(["podman", "image", "exists", official], env, check=False).returncode != 0:
+            pulled = run(["podman", "pull", "--quiet", official], env, timeout=600, check=False)
+            if pulled.returncode != 0:
+                unavailable(f"cannot pull {official}; set RUST_IMAGE (CI: eval \"$(.ci/builder-base.sh)\")")
+    return dict(env, CONTAINER_TOOL="podman")
+
+
+def restore_native_images(env: dict[str, str]) -> None:
+    """Leave the images as `make images` makes them (this machine's platform only, no manifest
+    list) for the tests after these: podman 4.3's `podman images` fails once a built manifest
+    list is in the store (podman-container-tools/podman#19757). Layers are cached: seconds."""
+    env = {k: v for k, v in env.items() if k not in ("PLATFORMS", "TMPDIR")}
+    run(["scripts/images.sh"], env, timeout=1800)
+
+
+def instances(image: str, env: dict[str, str]) -> dict[str, str]:
+    """The manifest list `image`'s instances: architecture -> image@digest."""
+    listed = json.loads(run(["podman", "manifest", "inspect", image], env).stdout)
+    repository = image.rpartition(":")[0]
+    return {
+        entry["platform"]["architecture"]: f"{repository}@{entry['digest']}"
+        for entry in listed["manifests"]
+    }
+
+
+def image_file(image: str, path: str, env: dict[str, str], dest: Path) -> bytes:
+    """The bytes of the file at `path` in `image` (podman save, then read from its layers)."""
+    return image_member(image, path, env, dest)[1]
+
+
+def image_member(image: str, path: str, env: dict[str, str], dest: Path) -> tuple[tarfile.TarInfo, bytes]:
+    """The layer entry and the bytes of the file at `path` in `image`."""
+    args = ["podman", "save", "--format", "docker-archive", "--output", str(dest), image]
+    run(args, env, timeout=120)
+    with tarfile.open(dest) as archive:
+        (entry,) = json.load(archive.extractfile("manifest.json"))
+        for layer_name in reversed(entry["Layers"]):
+            data = archive.extractfile(layer_name).read()
+            with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                for member in layer.getmembers():
+                    if "/" + member.name.removeprefix("./").lstrip("/") == path:
+                        return member, layer.extractfile(member).read()
+    raise AssertionError(f"{image} holds no {path}")
+
+
+def elf_machine(binary: bytes) -> int:
+    """e_machine of a 64-bit little-endian ELF file (fails on anything else)."""
+    assert binary[:4] == b"\x7fELF", "not an ELF file"
+    assert binary[4] == 2 and binary[5] == 1, "not ELF64 little-endian"
+    return int.from_bytes(binary[18:20], "little")
+
+
+def graph_root(env: dict[str, str]) -> str:
+    return run(["podman", "info", "--format", "{{.Store.GraphRoot}}"], env).stdout.strip()
+
+
+def conmons_under(root: str) -> list[str]:
+    """Command lines of conmon processes whose bundle lies in the storage at `root`: ours, since
+    every helper and user of this machine has a storage of their own."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"conmon") and f" {root}/".encode() in b" ".join(argv):
+            found.append(b" ".join(argv).decode(errors="replace")[:300])
+    return found
+
+
+# The names the tests and scripts/pod.sh give their containers.
+CONTAINER_PREFIXES = ("nsj-test-", "k8s-native-sidecar-job-")
+
+
+def assert_nothing_left(env: dict[str, str], timeout: float) -> None:
+    """No container of the tests in podman's storage, and no conmon of that storage left running.
+
+    An exec session's conmon outlives its exec by containers.conf's exit_command_delay (300 s by
+    default, to mimic Docker; .ci/containers.conf shortens it), even once its container is gone.
+    """
+    root = graph_root(env)
+
+    def clean():
+        names = run(["podman", "ps", "--all", "--format", "{{.Names}}"], env).stdout.split()
+        ours = [name for name in names if name.startswith(CONTAINER_PREFIXES)]
+        return not ours and not conmons_under(root)
+
+    try:
+        wait_for("the tests' containers and conmons to be gone", clean, timeout=timeout, interval=0.5)
+    except AssertionError:
+        names = run(["podman", "ps", "--all", "--format", "{{.Names}}"], env).stdout.split()
+        raise AssertionError(f"left running: containers {names}, conmons {conmons_under(root)}")

@@ -1,8 +1,10 @@
 """The images, on a real container runtime: podman, and the docker CLI through podman's API.
 
-The images are built once per session, from docker/Dockerfile, with the offline builder
-stand-in (scripts/builder-base.sh): no registry is needed. Where podman cannot run, the tests
-that need it skip and say why; with CI=true they fail instead.
+The images are built once per session, from docker/Dockerfile, for this machine's platform, with
+the builder image that RUST_IMAGE names (CI: .ci/builder-base.sh's offline stand-in) or else the
+pinned official one. Where podman cannot run, the tests that need it skip and say why; with
+CI=true they fail instead. The docker CLI here has no buildx, so it cannot build: a stand-in
+`docker` that records its calls shows what scripts/images.sh asks of a real one.
 
 Nothing here sleeps to synchronise: every wait polls with a deadline.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import sys
 import time
 import tomllib
@@ -24,8 +25,11 @@ import yaml
 
 from images_support import (
     REPO,
+    assert_nothing_left,
+    builder_env,
     exports,
     http_get,
+    image_member,
     images_env,
     podman_env,
     run,
@@ -67,11 +71,37 @@ def test_dockerfile_version_default_matches_the_workspace():
     assert re.search(rf"^ARG VERSION={re.escape(workspace_version())}$", dockerfile(), re.M)
 
 
-def test_dockerfile_builder_is_the_pinned_official_rust_image():
+RUST_IMAGE_PIN = re.compile(
+    r"docker\.io/library/rust:(?P<minor>1\.\d+)-slim-bookworm@sha256:[0-9a-f]{64}"
+)
+
+
+def test_dockerfile_builder_is_the_official_rust_image_pinned_by_digest():
     match = re.search(r"^ARG RUST_IMAGE=(\S+)$", dockerfile(), re.M)
     assert match, "RUST_IMAGE must have a default"
-    assert re.fullmatch(r"docker\.io/library/rust:1\.\d+-slim-bookworm", match[1]), match[1]
-    assert re.search(r"^FROM \$\{RUST_IMAGE\} AS builder$", dockerfile(), re.M)
+    pin = RUST_IMAGE_PIN.fullmatch(match[1])
+    assert pin, f"{match[1]}: not the official rust image pinned by digest"
+    # The tag's toolchain is the one the workspace promises to build with.
+    cargo = tomllib.loads((REPO / "Cargo.toml").read_text())
+    assert pin["minor"] == cargo["workspace"]["package"]["rust-version"]
+    # The builder runs on the build machine and cross-compiles.
+    assert re.search(r"^FROM --platform=\$BUILDPLATFORM \$\{RUST_IMAGE\} AS builder$", dockerfile(), re.M)
+
+
+def test_dockerfile_maps_each_targetarch_to_a_musl_target_linked_by_rust_lld():
+    text = dockerfile()
+    assert "amd64) triple=x86_64-unknown-linux-musl ;;" in text
+    assert "arm64) triple=aarch64-unknown-linux-musl ;;" in text
+    assert re.search(r"\*\) echo \"docker/Dockerfile: TARGETARCH .* is not supported", text)
+    for triple in ("X86_64_UNKNOWN_LINUX_MUSL", "AARCH64_UNKNOWN_LINUX_MUSL"):
+        assert f"CARGO_TARGET_{triple}_LINKER=rust-lld" in text
+    # Each platform its own target cache; the binaries carry their dependency list.
+    assert "id=native-sidecar-job-target-${TARGETARCH},target=/src/target" in text
+    assert "id=native-sidecar-job-registry-${TARGETARCH},target=/usr/local/cargo/registry" in text
+    assert 'cargo install --locked "cargo-auditable@${CARGO_AUDITABLE_VERSION}"' in text
+    assert re.search(r"^ARG CARGO_AUDITABLE_VERSION=\d+\.\d+\.\d+$", text, re.M)
+    assert "cargo auditable build --release --locked" in text
+    assert "--remap-path-prefix=/usr/local/cargo=/cargo --remap-path-prefix=/src=." in text
 
 
 def test_dockerfile_finals_are_scratch_nonroot_exec_form():
@@ -86,11 +116,13 @@ def test_dockerfile_finals_are_scratch_nonroot_exec_form():
         assert ("EXPOSE 8080" in stage) == (target == "sidecar")
 
 
-def test_dockerfile_never_hard_codes_an_architecture():
+def test_dockerfile_labels_take_revision_and_created_from_build_args_only():
+    # No build-time value: both come from the commit through scripts/images.sh.
     text = dockerfile()
-    assert '"$(uname -m)-unknown-linux-musl"' in text
-    code = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
-    assert not re.search(r"x86_64|aarch64|amd64|arm64", code)
+    for target in ("app", "sidecar"):
+        stage = text.split(f"FROM scratch AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+        assert 'org.opencontainers.image.revision="${REVISION}"' in stage
+        assert 'org.opencontainers.image.created="${CREATED}"' in stage
 
 
 def test_dockerfile_is_hadolint_clean():
@@ -137,21 +169,25 @@ def test_manifests_use_the_names_in_images_env(manifest):
 
 @pytest.fixture(scope="session")
 def podman():
-    return podman_env()
+    env = podman_env()
+    yield env
+    # Nothing of the tests outlives them: no container, no conmon (exec sessions included).
+    assert_nothing_left(env, timeout=60)
 
 
-def build_images(tool: str, env: dict[str, str]) -> float:
-    """scripts/images.sh with the offline stand-in; returns the seconds it took."""
+def build_images(env: dict[str, str]) -> float:
+    """scripts/images.sh for this machine's platform; returns the seconds it took."""
     started = time.monotonic()
-    env = dict(env, CONTAINER_TOOL=tool, BUILDER="standin")
-    run(["scripts/images.sh"], env, timeout=1200)
+    env = builder_env(env)
+    env.pop("PLATFORMS", None)
+    run(["scripts/images.sh"], env, timeout=1800)
     return time.monotonic() - started
 
 
 @pytest.fixture(scope="session")
 def built(podman):
     """Both images, built once per session with podman."""
-    seconds = build_images("podman", podman)
+    seconds = build_images(podman)
     print(f"\npodman build of both images: {seconds:.1f}s", file=sys.stderr)
     return podman
 
@@ -170,25 +206,15 @@ def container_name(built):
         run(["podman", "rm", "--force", name], built, check=False)
 
 
-def test_images_sh_falls_back_to_the_standin_offline(built):
-    # The default BUILDER=auto: where the official rust image cannot be pulled (no registry, as
-    # here), `make images` still builds, and says what it did. Layers are cached by now.
-    official = re.search(r"^ARG RUST_IMAGE=(\S+)$", dockerfile(), re.M)[1]
-    if run(["podman", "image", "exists", official], built, check=False).returncode == 0:
-        pytest.skip(f"{official} is present, so there is nothing to fall back from")
-    try:
-        socket.getaddrinfo("registry-1.docker.io", 443)
-    except OSError:
-        pass
-    else:
-        pytest.skip("Docker Hub resolves here: images.sh would pull the official image")
-    env = dict(built, CONTAINER_TOOL="podman")
-    env.pop("BUILDER", None)
-    proc = run(["scripts/images.sh"], env, timeout=600, check=False)
-    if "cannot pull" not in proc.stderr:
-        pytest.skip(f"{official} can be pulled here")
-    assert proc.returncode == 0, proc.stderr
-    assert "building with the offline stand-in (BUILDER=standin)" in proc.stderr
+def test_images_sh_never_switches_builder_and_names_the_override(podman):
+    # An image that cannot be had: one line that says so and names RUST_IMAGE=, no stand-in.
+    env = dict(podman, CONTAINER_TOOL="podman", RUST_IMAGE="localhost:1/missing/rust:0")
+    proc = run(["scripts/images.sh"], env, timeout=120, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "images: cannot pull the builder image localhost:1/missing/rust:0: check the registry,"
+        " or name another with RUST_IMAGE=<image>"
+    ]
 
 
 def test_build_labels(built):
@@ -202,6 +228,21 @@ def test_build_labels(built):
         assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
         assert labels["org.opencontainers.image.source"].startswith("https://")
         assert labels["org.opencontainers.image.description"]
+        # From the commit, not the clock.
+        commit = run(["git", "log", "-1", "--format=%H %ct"], built).stdout.split()
+        assert labels["org.opencontainers.image.revision"] == commit[0]
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(commit[1])))
+        assert labels["org.opencontainers.image.created"] == created
+        stamp = run(["podman", "image", "inspect", "--format", "{{.Created.Unix}}", image], built)
+        assert int(stamp.stdout) == int(commit[1])
+
+
+@pytest.mark.parametrize("target", ["app", "sidecar"])
+def test_binary_time_is_the_commits_even_from_a_warm_cache(built, target, tmp_path):
+    # The build reuses whatever layers earlier builds cached, of other commits too; the layer must
+    # still carry this commit's time, or a warm build and a cold one of one commit would differ.
+    member, _ = image_member(BINARIES[target], f"/{target}", built, tmp_path / "image.tar")
+    assert member.mtime == int(run(["git", "log", "-1", "--format=%ct"], built).stdout)
 
 
 @pytest.mark.parametrize("target", ["app", "sidecar"])
@@ -313,13 +354,11 @@ def docker(built, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def docker_built(docker):
-    """Both images built through the docker CLI: the builder image carries the toolchain."""
-    seconds = build_images("docker", docker)
-    print(f"\ndocker (through podman) build of both images: {seconds:.1f}s", file=sys.stderr)
+    """The podman-built images, seen through the docker CLI: it shares podman's storage here."""
     return docker
 
 
-def test_docker_builds_the_same_images(docker_built):
+def test_docker_sees_the_same_images(docker_built):
     for target, image in BINARIES.items():
         inspect = run(
             ["docker", "image", "inspect", "--format",
@@ -327,6 +366,113 @@ def test_docker_builds_the_same_images(docker_built):
             docker_built,
         )
         assert inspect.stdout.strip() == f'65532:65532 ["/{target}"]'
+
+
+# --- a stand-in docker that records its calls: what images.sh asks of Docker with buildx ------
+
+
+PUSHED = "ab" * 32
+
+
+def docker_standin(tmp_path: Path, buildx: bool, image_present: bool = True) -> dict[str, str]:
+    """PATH with a `docker` that logs each call to calls.log and answers like Docker 29 would."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    script = bin_dir / "docker"
+    buildx_answer = (
+        "echo 'github.com/docker/buildx v0.30.1'"
+        if buildx
+        else "echo \"docker: 'buildx' is not a docker command.\" >&2; exit 1"
+    )
+    script.write_text(
+        "#!/bin/sh\n"
+        f"printf '%s\\n' \"$*\" >>{log}\n"
+        'case "$1 $2" in\n'
+        f'  "buildx version") {buildx_answer} ;;\n'
+        '  "version --format") echo amd64 ;;\n'
+        f'  "image inspect") exit {0 if image_present else 1} ;;\n'
+        '  "pull --quiet") exit 1 ;;\n'
+        f'  "push "*) echo "0.1.0: digest: sha256:{PUSHED} size: 528" ;;\n'
+        "esac\n"
+    )
+    script.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", CONTAINER_TOOL="docker")
+    for name in ("RUST_IMAGE", "BUILD_OPTS", "PLATFORMS", "DOCKER_BUILDKIT"):
+        env.pop(name, None)
+    return env
+
+
+def calls(tmp_path: Path) -> list[str]:
+    return (tmp_path / "calls.log").read_text().splitlines()
+
+
+def test_docker_without_buildx_stops_with_one_line_naming_the_fix(tmp_path):
+    env = docker_standin(tmp_path, buildx=False)
+    proc = run(["scripts/images.sh"], env, check=False)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert "no buildx plugin: install it" in line, line
+    # Stopped before anything was built, and with no legacy-builder fallback.
+    assert not [call for call in calls(tmp_path) if "build" in call.split()[:2]]
+    assert "DOCKER_BUILDKIT" not in (REPO / "scripts" / "images.sh").read_text()
+
+
+def test_docker_builds_for_kind_without_attestations_with_fixed_timestamps(tmp_path):
+    env = docker_standin(tmp_path, buildx=True)
+    proc = run(["scripts/images.sh"], env)
+    builds = [call.split() for call in calls(tmp_path) if call.startswith("buildx build ")]
+    assert len(builds) == 2, proc.stderr
+    epoch = run(["git", "log", "-1", "--format=%ct"], env).stdout.strip()
+    for args, target in zip(builds, ["sidecar", "app"]):
+        assert "--provenance=false" in args and "--sbom=false" in args
+        assert args[args.index("--output") + 1] == "type=docker,rewrite-timestamp=true"
+        assert args[args.index("--platform") + 1] == "linux/amd64"
+        assert f"SOURCE_DATE_EPOCH={epoch}" in args
+        assert args[args.index("--target") + 1] == target
+        # The Dockerfile's own pin, since RUST_IMAGE was not set.
+        assert any(arg.startswith("RUST_IMAGE=docker.io/library/rust:") for arg in args)
+        # BuildKit sets BUILDPLATFORM itself; only podman needs it passed.
+        assert not any(arg.startswith("BUILDPLATFORM=") for arg in args)
+
+
+def test_docker_builds_one_multi_arch_image_for_platforms(tmp_path):
+    env = dict(docker_standin(tmp_path, buildx=True), PLATFORMS="linux/amd64,linux/arm64")
+    run(["scripts/images.sh"], env)
+    builds = [call.split() for call in calls(tmp_path) if call.startswith("buildx build ")]
+    assert [args[args.index("--platform") + 1] for args in builds] == ["linux/amd64,linux/arm64"] * 2
+
+
+def test_docker_push_tags_pushes_and_prints_each_digest(tmp_path):
+    env = dict(docker_standin(tmp_path, buildx=True), REGISTRY="registry.example.com:5000/team/")
+    proc = run(["scripts/images.sh", "push"], env)
+    assert proc.stdout.splitlines() == [
+        f"registry.example.com:5000/team/sidecar@sha256:{PUSHED}",
+        f"registry.example.com:5000/team/app@sha256:{PUSHED}",
+    ]
+    remote = {t: f"registry.example.com:5000/team/{t}:{IMAGES['VERSION']}" for t in BINARIES}
+    assert [c for c in calls(tmp_path) if c.startswith(("tag ", "push "))] == [
+        f"tag {BINARIES['sidecar']} {remote['sidecar']}", f"push {remote['sidecar']}",
+        f"tag {BINARIES['app']} {remote['app']}", f"push {remote['app']}",
+    ]
+
+
+def test_push_without_registry_says_what_it_needs(tmp_path):
+    env = docker_standin(tmp_path, buildx=True)
+    env.pop("REGISTRY", None)
+    proc = run(["scripts/images.sh", "push"], env, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == ["images: push needs REGISTRY=host[:port]/path"]
+
+
+def test_docker_unpullable_builder_names_the_override(tmp_path):
+    env = docker_standin(tmp_path, buildx=True, image_present=False)
+    proc = run(["scripts/images.sh"], env, check=False)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert "cannot pull the builder image docker.io/library/rust:" in line
+    assert "RUST_IMAGE=<image>" in line
+    assert not [call for call in calls(tmp_path) if call.startswith("buildx build")]
 
 
 def test_docker_run_stop_save(docker_built, tmp_path):
