@@ -284,6 +284,18 @@ def anchors(text: str) -> set[str]:
     }
 
 
+@pytest.mark.parametrize("readme", [README, README_JA], ids=["en", "ja"])
+def test_contents_lists_every_section_in_order(readme):
+    # The table of contents is the second-level list under the first `##` heading; it must name
+    # every `##` and `###` heading after it, in order and at its level, so none is left out.
+    text = FENCE.sub("", readme.read_text())
+    first, *rest = re.findall(r"^(##|###) (.+)$", text, re.M)
+    listed = re.findall(r"^( *)- \[(.+)\]\(#[^)]+\)$", text.split("\n## ", 2)[1], re.M)
+    assert [(len(indent) // 2, title) for indent, title in listed] == [
+        (len(level) - 2, title) for level, title in rest
+    ], f"{readme.name}: the contents under '{first[1]}' do not match the headings"
+
+
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_links_point_at_files_and_headings(doc):
     text = FENCE.sub("", doc.read_text())
