@@ -250,7 +250,7 @@ fn wait_ready_keeps_trying_until_a_sidecar_started_during_the_wait_answers() {
     let port = ReservedPort::new();
     let url = format!("http://{}/readyz", port.addr());
     let mut waiter = Process::spawn({
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
         command
             .args(["wait-ready", "--url", &url, "--timeout", "10s"])
             .env("RUST_LOG", "info,lifecycle=debug");
@@ -259,7 +259,7 @@ fn wait_ready_keeps_trying_until_a_sidecar_started_during_the_wait_answers() {
     waiter.wait_for_log("not ready yet", STARTUP);
 
     let mut sidecar = Process::spawn({
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
         command
             .args(["--listen", &port.addr().to_string()])
             .env("RUST_LOG", "info");
