@@ -48,6 +48,12 @@ def images_env() -> dict[str, str]:
     return values
 
 
+def images_by_binary() -> dict[str, str]:
+    """The image each binary ships in, by the binary's name, as images.env names them."""
+    images = images_env()
+    return {"app": images["APP_IMAGE"], "sidecar": images["SIDECAR_IMAGE"]}
+
+
 def workspace_version() -> str:
     cargo = tomllib.loads((REPO / "Cargo.toml").read_text())
     return cargo["workspace"]["package"]["version"]

@@ -30,6 +30,7 @@ from images_support import (
     exports,
     http_get,
     image_member,
+    images_by_binary,
     images_env,
     podman_env,
     run,
@@ -40,7 +41,7 @@ from images_support import (
 )
 
 IMAGES = images_env()
-BINARIES = {"app": IMAGES["APP_IMAGE"], "sidecar": IMAGES["SIDECAR_IMAGE"]}
+BINARIES = images_by_binary()
 HARDENING = ["--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
 # The budget for "the image is its binary and nothing else".
 SIZE_SLACK = 64 * 1024

@@ -34,6 +34,7 @@ from images_support import (
     elf_machine,
     http_get,
     image_file,
+    images_by_binary,
     images_env,
     instances,
     podman_env,
@@ -44,7 +45,7 @@ from images_support import (
 )
 
 IMAGES = images_env()
-BINARIES = {"app": IMAGES["APP_IMAGE"], "sidecar": IMAGES["SIDECAR_IMAGE"]}
+BINARIES = images_by_binary()
 TRIPLES = {"amd64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
 # rust-audit-info reads back what cargo auditable embedded; same project, pinned (crates.io).
 RUST_AUDIT_INFO = "rust-audit-info@0.5.4"

@@ -17,15 +17,14 @@ from images_support import (
     assert_nothing_left,
     builder_env,
     image_file,
-    images_env,
+    images_by_binary,
     instances,
     podman_env,
     restore_native_images,
     run,
 )
 
-IMAGES = images_env()
-BINARIES = {"app": IMAGES["APP_IMAGE"], "sidecar": IMAGES["SIDECAR_IMAGE"]}
+BINARIES = images_by_binary()
 
 
 def image_ids(env: dict[str, str], dangling: bool = False) -> list[str]:
