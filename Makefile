@@ -46,7 +46,8 @@ test: $(VENV) ## Run every test: the binaries' (cargo), then manifests, scripts,
 # cargo's runner, on any other machine. The tests start the binaries through that same runner
 # (testkit::cargo_bin). Never through a binfmt handler: registering one changes the whole machine.
 ARM64_TARGET := aarch64-unknown-linux-musl
-ARM64_RUNNER = $(if $(filter aarch64 arm64,$(shell uname -m)),,qemu-aarch64-static)
+# Natively only on arm64 Linux: the binaries are Linux binaries (and the tests read /proc).
+ARM64_RUNNER = $(if $(filter Linux-aarch64 Linux-arm64,$(shell uname -s)-$(shell uname -m)),,qemu-aarch64-static)
 
 test-arm64: ## The Rust tests built for arm64 (aarch64 musl), run under qemu-aarch64-static off arm64
 	@[[ -z "$(ARM64_RUNNER)" ]] || command -v $(ARM64_RUNNER) >/dev/null \
@@ -132,9 +133,9 @@ deploy: ## (Re)create job.yaml's Job on the kind cluster
 logs: ## Logs of both containers of the Job's Pod
 	$(KIND_DEMO) logs
 
-clean: ## Remove build outputs and the test tools' virtualenv
+clean: ## Remove build outputs and the test tools (the virtualenv, .cache/tools)
 	$(CARGO) clean
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .cache/tools
 
 $(VENV): tests/requirements.txt
 	python3 -m venv $(VENV)

@@ -35,7 +35,8 @@ push() {
   # shellcheck disable=SC2206 # PUSH_OPTS is a list of flags on purpose.
   local opts=(${PUSH_OPTS:-}) image remote digest file
   file="$(mktemp)"
-  trap 'rm -f "$file"' RETURN
+  # EXIT, not RETURN: die exits without returning.
+  trap 'rm -f "$file"' EXIT
   for image in "$SIDECAR_IMAGE" "$APP_IMAGE"; do
     remote="${REGISTRY%/}/${image##*/}"
     if [[ $tool == podman ]]; then

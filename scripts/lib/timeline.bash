@@ -6,8 +6,11 @@
 #   fail REASON                    remember a failure; the run goes on to print everything
 #   finish TITLE SUCCESS_TEXT      print the timeline, then PASS or FAIL; exits 1 on FAIL
 
-# Microseconds since the epoch, from bash itself (no fork), so the marks stay precise.
-now_us() { local t=$EPOCHREALTIME; printf '%s' "${t/./}"; }
+# EPOCHREALTIME came with bash 5.0; macOS still ships bash 3.2 as /bin/bash.
+((BASH_VERSINFO[0] >= 5)) || { echo "${0##*/}: needs bash 5 or newer (macOS: brew install bash)" >&2; exit 2; }
+# Microseconds since the epoch, from bash itself (no fork), so the marks stay precise. Digits
+# only: bash writes the locale's decimal point, which is a comma in de_DE or fr_FR.
+now_us() { local t=$EPOCHREALTIME; printf '%s' "${t//[!0-9]/}"; }
 # Microseconds as seconds with three decimals.
 seconds() { printf '%d.%03d' $(($1 / 1000000)) $(($1 % 1000000 / 1000)); }
 
