@@ -66,6 +66,7 @@ cores() { if [[ $1 == *m ]]; then printf '%d.%03d' $((${1%m} / 1000)) $((${1%m} 
 # Container $1's run flags (into flags) and arguments after the entrypoint (into argv).
 # A program whose --help names the variables it reads (clap's "[env: NAME=]") must read every
 # one the manifest sets: a misspelt name is ignored by the program and the kubelet alike.
+# RUST_LOG is the one its logging reads itself, so --help shows it only in prose.
 settings() {
   local name=$1 user group item items command args help
   user="$(get "$name.securityContext.runAsUser" "$(get pod.securityContext.runAsUser)")"
@@ -89,7 +90,7 @@ settings() {
     [[ $? != 12[56] ]] || { say "$tool cannot start a container here: $help"; exit 3; }
   list items "$name.env"
   for item in "${items[@]}"; do
-    [[ $help != *"[env: "* || $help == *"[env: ${item%%=*}="* ]] ||
+    [[ $help != *"[env: "* || $help == *"[env: ${item%%=*}="* || ${item%%=*} == RUST_LOG ]] ||
       die "$job sets ${item%%=*} on $name, which it does not read (its --help names$(grep -o '\[env: [A-Z0-9_]*' <<<"$help" | cut -c6- | tr '\n' ' '))"
     [[ ${item%%=*} != APP_SLEEP ]] || item="APP_SLEEP=${APP_SLEEP:-2s}"
     flags+=(--env "$item")

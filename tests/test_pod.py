@@ -155,10 +155,13 @@ def test_pod_follows_the_manifest(built, tmp_path):
             "exec": {"command": ["/sidecar", "wait-ready", "--url", url, "--timeout", "1s"]},
             "periodSeconds": 1,
         }
+    # RUST_LOG is read by the logging set-up, not by clap, yet it is a setting the sidecar reads.
+    sidecar(job)["env"].append({"name": "RUST_LOG", "value": "info,sidecar=debug"})
     manifest = tmp_path / "job.yaml"
     manifest.write_text(yaml.safe_dump(job))
     proc, output = run_pod(pod_env(built, "podman", "2s"), manifest)
     check_pod_run(proc, output, "podman", grace=7)
+    assert '"level":"DEBUG"' in output and '"message":"request"' in output, output
 
 
 def test_pod_lifecycle_docker(docker_built):
