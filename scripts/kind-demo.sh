@@ -102,11 +102,13 @@ deploy() {
 # kubectl wait takes one condition (kubernetes#100248), so a wait for each end races, and
 # the first to return ends the wait; the verdict reads the Job itself.
 wait_job() {
-  local complete failed
+  local complete failed left=2
   say "waiting up to $timeout for job/$name to complete or fail"
   "${kc[@]}" wait --for=condition=complete "job/$name" --timeout="$timeout" >/dev/null 2>&1 & complete=$!
   "${kc[@]}" wait --for=condition=failed "job/$name" --timeout="$timeout" >/dev/null 2>&1 & failed=$!
-  wait -n || true
+  # The first wait that succeeds ends both. One that fails (an API error, its timeout) leaves the
+  # other waiting; the verdict reads the Job itself afterwards either way.
+  while ((left-- > 0)); do wait -n && break; done
   kill "$complete" "$failed" 2>/dev/null || true
 }
 
@@ -164,7 +166,12 @@ timeline() {
 case ${1:-} in
   check) check_tools; say "kind, kubectl and $engine are ready" ;;
   up) check_tools; cluster_up ;;
-  down) check_tools; kind delete cluster --name "$cluster" ;;
+  # Deleting needs kind alone (any release), and the engine it runs on, whatever its version.
+  down)
+    command -v kind >/dev/null || die "kind is not installed, so there is no kind cluster to delete"
+    source "$root/scripts/lib/engine.sh" && find_engine
+    [[ -z $engine ]] || export KIND_EXPERIMENTAL_PROVIDER=$engine
+    kind delete cluster --name "$cluster" ;;
   load) check_tools; load_images ;;
   deploy) check_tools; deploy "${2:-$root/job.yaml}" ;;
   logs) check_tools; "${kc[@]}" logs "job/$(field "${2:-$root/job.yaml}" '{.metadata.name}')" --all-containers --prefix ;;

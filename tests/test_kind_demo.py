@@ -588,3 +588,12 @@ def test_demo_sh_without_kubectl_skips_make_pod_before_building(env):
     # No cargo on this PATH either, so nothing runs; no container was tried, nothing built.
     assert result.returncode == 3
     assert env.calls("make") == [] and env.calls("docker run") == [] and env.calls("docker import") == []
+
+
+def test_down_needs_kind_alone(env):
+    # An engine too old for the load path, and no kubectl: deleting the cluster still works.
+    env.install("kind", "docker")
+    env["FAKE_DOCKER_API"] = "1.41"
+    result = env.run("down")
+    assert result.returncode == 0, result.stderr
+    assert env.calls("kind delete") == ["kind delete cluster --name t"]
