@@ -76,11 +76,11 @@ fi
 platforms="${PLATFORMS:-$native}"
 
 epoch="$(git log -1 --format=%ct)"
+revision="$(git log -1 --format=%H)"
+created="$(TZ=UTC0 git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd)"
 args=(--file docker/Dockerfile --platform "$platforms"
       --build-arg "RUST_IMAGE=$rust_image" --build-arg "VERSION=$VERSION"
-      --build-arg "SOURCE_DATE_EPOCH=$epoch"
-      --build-arg "REVISION=$(git log -1 --format=%H)"
-      --build-arg "CREATED=$(TZ=UTC0 git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd)")
+      --build-arg "SOURCE_DATE_EPOCH=$epoch" --build-arg "REVISION=$revision" --build-arg "CREATED=$created")
 # shellcheck disable=SC2206 # BUILD_OPTS is a list of flags on purpose.
 [[ -n ${BUILD_OPTS:-} ]] && args+=(${BUILD_OPTS})
 if [[ $tool == docker ]]; then
@@ -88,8 +88,12 @@ if [[ $tool == docker ]]; then
   # rewrite-timestamp sets every file's time to SOURCE_DATE_EPOCH.
   args+=(--provenance=false --sbom=false --output "type=docker,rewrite-timestamp=true")
 else
-  # podman 4.3 leaves $BUILDPLATFORM in a FROM line unexpanded unless it is passed in.
-  args+=(--build-arg "BUILDPLATFORM=$native" --timestamp "$epoch")
+  # podman 4.3 leaves $BUILDPLATFORM in a FROM line unexpanded unless it is passed in. Its layer
+  # cache ignores ARG values in a LABEL, so a build of a new commit would keep the last commit's
+  # labels: set on the command line, they are written into the image's config whatever is cached.
+  args+=(--build-arg "BUILDPLATFORM=$native" --timestamp "$epoch"
+         --label "org.opencontainers.image.revision=$revision"
+         --label "org.opencontainers.image.created=$created")
 fi
 
 for target in sidecar app; do

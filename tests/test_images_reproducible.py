@@ -16,7 +16,7 @@ from images_support import (
     PLATFORMS,
     assert_nothing_left,
     builder_env,
-    image_file,
+    image_member,
     images_by_binary,
     instances,
     podman_env,
@@ -35,7 +35,7 @@ def image_ids(env: dict[str, str], dangling: bool = False) -> list[str]:
 
 
 def cold_build(env: dict[str, str], tmp_path, name: str) -> dict:
-    """One build from empty caches: {(target, arch): (image ID, sha256 of the binary)}."""
+    """One build from empty caches: {(target, arch): (image ID, binary sha256, binary mtime)}."""
     tmpdir = tmp_path / name
     tmpdir.mkdir()
     build_env = dict(
@@ -52,8 +52,8 @@ def cold_build(env: dict[str, str], tmp_path, name: str) -> dict:
     for target, image in BINARIES.items():
         for arch, ref in instances(image, env).items():
             image_id = run(["podman", "image", "inspect", "--format", "{{.Id}}", ref], env).stdout
-            binary = image_file(ref, f"/{target}", env, tmp_path / f"{name}-{target}-{arch}.tar")
-            result[(target, arch)] = (image_id.strip(), hashlib.sha256(binary).hexdigest())
+            member, binary = image_member(ref, f"/{target}", env, tmp_path / f"{name}-{target}-{arch}.tar")
+            result[(target, arch)] = (image_id.strip(), hashlib.sha256(binary).hexdigest(), member.mtime)
     return result
 
 
@@ -79,3 +79,6 @@ def test_two_cold_builds_give_identical_binaries_and_image_ids(tmp_path):
         print(f"{key}: image {first[key][0][:12]}, binary sha256 {first[key][1][:12]}",
               file=sys.stderr)
     assert first == second
+    # Every time in the image is the commit's (podman --timestamp), the binary's included.
+    epoch = int(run(["git", "log", "-1", "--format=%ct"], env).stdout)
+    assert {mtime for _, _, mtime in first.values()} == {epoch}
