@@ -78,7 +78,7 @@ platforms="${PLATFORMS:-$native}"
 epoch="$(git log -1 --format=%ct)"
 revision="$(git log -1 --format=%H)"
 created="$(TZ=UTC0 git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd)"
-args=(--file docker/Dockerfile --platform "$platforms"
+args=(--platform "$platforms"
       --build-arg "RUST_IMAGE=$rust_image" --build-arg "VERSION=$VERSION"
       --build-arg "SOURCE_DATE_EPOCH=$epoch" --build-arg "REVISION=$revision" --build-arg "CREATED=$created")
 # shellcheck disable=SC2206 # BUILD_OPTS is a list of flags on purpose.
@@ -86,14 +86,17 @@ args=(--file docker/Dockerfile --platform "$platforms"
 if [[ $tool == docker ]]; then
   # No attestations: an attestation manifest in the archive is a blob that `kind load` trips on.
   # rewrite-timestamp sets every file's time to SOURCE_DATE_EPOCH.
-  args+=(--provenance=false --sbom=false --output "type=docker,rewrite-timestamp=true")
+  args+=(--file docker/Dockerfile --provenance=false --sbom=false --output "type=docker,rewrite-timestamp=true")
 else
-  # podman 4.3 leaves $BUILDPLATFORM in a FROM line unexpanded unless it is passed in. Its layer
-  # cache ignores ARG values in a LABEL, so a build of a new commit would keep the last commit's
-  # labels: set on the command line, they are written into the image's config whatever is cached.
-  args+=(--build-arg "BUILDPLATFORM=$native" --timestamp "$epoch"
-         --label "org.opencontainers.image.revision=$revision"
-         --label "org.opencontainers.image.created=$created")
+  # podman 4.3's layer cache compares a step's text, not the build-arg values it expands, so a
+  # new commit's build would reuse the last one's binary layer (with its file time) and labels.
+  # The commit's values as the ARGs' defaults make the final stages new steps for each commit.
+  dockerfile="$(mktemp)"
+  trap 'rm -f "$dockerfile"' EXIT
+  sed -e "s|^ARG REVISION=.*|ARG REVISION=$revision|" -e "s|^ARG CREATED=.*|ARG CREATED=$created|" \
+    docker/Dockerfile >"$dockerfile"
+  # It also leaves $BUILDPLATFORM in a FROM line unexpanded unless it is passed in.
+  args+=(--file "$dockerfile" --build-arg "BUILDPLATFORM=$native" --timestamp "$epoch")
 fi
 
 for target in sidecar app; do

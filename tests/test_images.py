@@ -30,6 +30,7 @@ from images_support import (
     exports,
     http_get,
     images_by_binary,
+    image_member,
     images_env,
     podman_env,
     run,
@@ -235,6 +236,14 @@ def test_build_labels(built):
         assert labels["org.opencontainers.image.created"] == created
         stamp = run(["podman", "image", "inspect", "--format", "{{.Created.Unix}}", image], built)
         assert int(stamp.stdout) == int(commit[1])
+
+
+@pytest.mark.parametrize("target", ["app", "sidecar"])
+def test_binary_time_is_the_commits_even_from_a_warm_cache(built, target, tmp_path):
+    # The build reuses whatever layers earlier builds cached, of other commits too; the layer must
+    # still carry this commit's time, or a warm build and a cold one of one commit would differ.
+    member, _ = image_member(BINARIES[target], f"/{target}", built, tmp_path / "image.tar")
+    assert member.mtime == int(run(["git", "log", "-1", "--format=%ct"], built).stdout)
 
 
 @pytest.mark.parametrize("target", ["app", "sidecar"])
