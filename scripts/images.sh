@@ -33,24 +33,24 @@ fi
 push() {
   [[ -n ${REGISTRY:-} ]] || die "push needs REGISTRY=host[:port]/path"
   # shellcheck disable=SC2206 # PUSH_OPTS is a list of flags on purpose.
-  local opts=(${PUSH_OPTS:-}) image remote digest file
-  file="$(mktemp)"
-  # EXIT, not RETURN: die exits without returning.
-  trap 'rm -f "$file"' EXIT
+  local opts=(${PUSH_OPTS:-}) image remote digest
+  # Global, and removed on EXIT rather than RETURN: die exits without returning.
+  digest_file="$(mktemp)"
+  trap 'rm -f "$digest_file"' EXIT
   for image in "$SIDECAR_IMAGE" "$APP_IMAGE"; do
     remote="${REGISTRY%/}/${image##*/}"
     if [[ $tool == podman ]]; then
       # A manifest list (PLATFORMS=...) goes with every platform in it; one image as itself.
       if podman manifest inspect "$image" >/dev/null 2>&1; then
-        podman manifest push "${opts[@]}" --all --digestfile "$file" "$image" "docker://$remote" >&2
+        podman manifest push "${opts[@]}" --all --digestfile "$digest_file" "$image" "docker://$remote" >&2
       else
-        podman push "${opts[@]}" --digestfile "$file" "$image" "docker://$remote" >&2
+        podman push "${opts[@]}" --digestfile "$digest_file" "$image" "docker://$remote" >&2
       fi
-      digest="$(cat "$file")"
+      digest="$(cat "$digest_file")"
     else
       docker tag "$image" "$remote"
-      docker push "${opts[@]}" "$remote" >"$file"
-      digest="$(sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' "$file" | tail -n 1)"
+      docker push "${opts[@]}" "$remote" >"$digest_file"
+      digest="$(sed -n 's/.*digest: \(sha256:[0-9a-f]*\).*/\1/p' "$digest_file" | tail -n 1)"
     fi
     [[ $digest == sha256:* ]] || die "no digest for $remote"
     printf '%s@%s\n' "${remote%:*}" "$digest"
