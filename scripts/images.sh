@@ -88,13 +88,12 @@ if [[ $tool == docker ]]; then
   # rewrite-timestamp sets every file's time to SOURCE_DATE_EPOCH.
   args+=(--file docker/Dockerfile --provenance=false --sbom=false --output "type=docker,rewrite-timestamp=true")
 else
-  # podman 4.3's layer cache compares a step's text, not the build-arg values it expands, so a
-  # new commit's build would reuse the last one's binary layer (with its file time) and labels.
-  # The commit's values as the ARGs' defaults make the final stages new steps for each commit.
+  # podman 4.3's layer cache compares a step's text, not the ARG values it expands (ARG lines
+  # it skips), so a new commit's build would reuse the last one's labels and binary layer, with
+  # its file time. The commit's values written into the LABEL make it, and what follows, new.
   dockerfile="$(mktemp)"
   trap 'rm -f "$dockerfile"' EXIT
-  sed -e "s|^ARG REVISION=.*|ARG REVISION=$revision|" -e "s|^ARG CREATED=.*|ARG CREATED=$created|" \
-    docker/Dockerfile >"$dockerfile"
+  sed -e "s|\${REVISION}|$revision|" -e "s|\${CREATED}|$created|" docker/Dockerfile >"$dockerfile"
   # It also leaves $BUILDPLATFORM in a FROM line unexpanded unless it is passed in.
   args+=(--file "$dockerfile" --build-arg "BUILDPLATFORM=$native" --timestamp "$epoch")
 fi
