@@ -4,18 +4,22 @@
 #
 #   scripts/kind-demo.sh demo | demo-legacy | check | up | down | load
 #   scripts/kind-demo.sh deploy | logs [FILE]            FILE: a Job manifest (job.yaml)
+#   scripts/kind-demo.sh run native|legacy FILE          deploy FILE, wait, timeline, verdict
+#   scripts/kind-demo.sh archives DIR [IMAGE...]         the node's archives of job.yaml's images
 #   scripts/kind-demo.sh timeline native|legacy FILE     FILE: a Job and its Pod, as JSON
 #
 # Settings: KIND_CLUSTER (native-sidecar); K8S 1.37 (cluster.yaml), 1.35 (cluster-1.35.yaml) or
 # 1.28 (cluster-1.28.yaml); CONTAINER_TOOL docker or podman; JOB_TIMEOUT (seconds, 180).
 # kind adds the cluster to your kubeconfig as kind-$KIND_CLUSTER and makes it the current
 # context; this script puts your current context back, and names its own in every call.
+# KUBE_CONTEXT names another context for `run` and `archives`, which need kubectl alone: make
+# e2e-node runs the same deploy, wait, timeline and verdict on a node of upstream's parts.
 # Exit status: 0 passed, 1 did not pass, 2 usage, 3 tools missing.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cluster=${KIND_CLUSTER:-native-sidecar}
-kc=(kubectl --context "kind-$cluster")
+kc=(kubectl --context "${KUBE_CONTEXT:-kind-$cluster}")
 timeout=${JOB_TIMEOUT:-180}s
 say() { echo "kind-demo: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -72,22 +76,34 @@ cluster_up() {
 # A field of a manifest, read without a cluster.
 field() { kubectl patch --local -f "$1" --type merge -p '{}' -o jsonpath="$2"; }
 
-# An archive of the node's platform alone per image, then `kind load image-archive`: a plain
+# An archive of the node's platform alone per image, for `kind load image-archive`: a plain
 # `docker save` from the containerd image store names every platform's blobs but holds only the
 # local ones, and the node's `ctr images import --all-platforms` stops at the first missing one
 # (kubernetes-sigs/kind#3795). A docker-archive, podman's, holds one image by design.
-load_images() {
-  local arch image
+# Writes DIR/1.tar, DIR/2.tar, ... for job.yaml's images and any IMAGE named after DIR.
+archives() {
+  local dir=$1 arch image n=0
+  shift
+  # shellcheck source=SCRIPTDIR/lib/engine.sh
+  [[ -n ${engine:-} ]] || { source "$root/scripts/lib/engine.sh"; find_engine; }
   arch=$("${kc[@]}" get nodes -o jsonpath='{.items[0].status.nodeInfo.architecture}')
-  for image in $(field "$root/job.yaml" '{.spec.template.spec.initContainers[*].image} {.spec.template.spec.containers[*].image}'); do
+  mkdir -p "$dir"
+  for image in $(field "$root/job.yaml" '{.spec.template.spec.initContainers[*].image} {.spec.template.spec.containers[*].image}') "$@"; do
     "$engine" image inspect "$image" >/dev/null 2>&1 || die "$engine has no image $image; run 'make images' first"
+    n=$((n + 1))
     if [[ $engine == docker ]]; then
-      docker save --platform "linux/$arch" -o "$tmp/image.tar" "$image"
+      docker save --platform "linux/$arch" -o "$dir/$n.tar" "$image"
     else
-      podman save --format docker-archive -o "$tmp/image.tar" "$image"
+      podman save --format docker-archive -o "$dir/$n.tar" "$image"
     fi
-    kind load image-archive --name "$cluster" "$tmp/image.tar"
-    rm -f "$tmp/image.tar"
+  done
+}
+
+load_images() {
+  local archive
+  archives "$tmp/images"
+  for archive in "$tmp/images"/*.tar; do
+    kind load image-archive --name "$cluster" "$archive"
   done
 }
 
@@ -163,6 +179,31 @@ timeline() {
   echo "PASS: $pass"
 }
 
+# Deploys FILE, waits for its end, prints the Pod's events, then the timeline and the verdict.
+run() {
+  local mode=$1
+  deploy "$2"
+  if [[ $mode == native ]]; then
+    wait_job
+    the_pod
+    "${kc[@]}" get "job/$name" "$pod" -o json >"$tmp/run.json"
+  else
+    # The deadline deletes the Pod, so its status is kept as soon as the app has exited, while
+    # the sidecar, a regular container, still runs. The wait is on the app's own state: the
+    # Pod's Ready condition would also go false for one slow probe.
+    "${kc[@]}" wait --for=jsonpath='{.status.active}'=1 "job/$name" --timeout="$timeout" >/dev/null || true
+    the_pod
+    "${kc[@]}" wait --for=jsonpath='{.status.containerStatuses[?(@.name=="app")].state.terminated.reason}'=Completed \
+      "$pod" --timeout="$timeout" >/dev/null || true
+    "${kc[@]}" get "$pod" -o json >"$tmp/run.json" || die "$pod was gone before the app exited"
+    wait_job
+    "${kc[@]}" get "job/$name" -o json >>"$tmp/run.json"
+  fi
+  "${kc[@]}" get events --field-selector "involvedObject.name=${pod#pod/}" --sort-by=.lastTimestamp >&2 || true
+  [[ -z ${RUN_JSON:-} ]] || cp "$tmp/run.json" "$RUN_JSON"
+  timeline "$mode" "$tmp/run.json"
+}
+
 case ${1:-} in
   check) check_tools; say "kind, kubectl and $engine are ready" ;;
   up) check_tools; cluster_up ;;
@@ -175,32 +216,10 @@ case ${1:-} in
   load) check_tools; load_images ;;
   deploy) check_tools; deploy "${2:-$root/job.yaml}" ;;
   logs) check_tools; "${kc[@]}" logs "job/$(field "${2:-$root/job.yaml}" '{.metadata.name}')" --all-containers --prefix ;;
-  demo | demo-legacy)
-    check_tools
-    cluster_up
-    make -C "$root" images CONTAINER_TOOL="$engine"
-    load_images
-    if [[ $1 == demo ]]; then
-      deploy "$root/job.yaml"
-      wait_job
-      the_pod
-      "${kc[@]}" get "job/$name" "$pod" -o json >"$tmp/run.json"
-    else
-      # The deadline deletes the Pod: its status is kept once the app has exited (the Pod is
-      # no longer Ready then), while the sidecar, a regular container, still runs.
-      deploy "$root/job-legacy.yaml"
-      "${kc[@]}" wait --for=jsonpath='{.status.active}'=1 "job/$name" --timeout="$timeout" >/dev/null || true
-      the_pod
-      "${kc[@]}" wait --for=condition=ready "$pod" --timeout="$timeout" >/dev/null || true
-      "${kc[@]}" wait --for=condition=ready=false "$pod" --timeout="$timeout" >/dev/null || true
-      "${kc[@]}" get "$pod" -o json >"$tmp/run.json" || die "$pod was gone before the app exited"
-      wait_job
-      "${kc[@]}" get "job/$name" -o json >>"$tmp/run.json"
-    fi
-    "${kc[@]}" get events --field-selector "involvedObject.name=${pod#pod/}" --sort-by=.lastTimestamp >&2 || true
-    [[ $1 == demo ]] && mode=native || mode=legacy
-    timeline "$mode" "$tmp/run.json"
-    ;;
+  run) [[ ${2:-} =~ ^(native|legacy)$ && -r ${3:-} ]] || usage; run "$2" "$3" ;;
+  archives) [[ -n ${2:-} ]] || usage; archives "${@:2}" ;;
+  demo) check_tools; cluster_up; make -C "$root" images CONTAINER_TOOL="$engine"; load_images; run native "$root/job.yaml" ;;
+  demo-legacy) check_tools; cluster_up; make -C "$root" images CONTAINER_TOOL="$engine"; load_images; run legacy "$root/job-legacy.yaml" ;;
   timeline) [[ ${2:-} =~ ^(native|legacy)$ && -r ${3:-} ]] || usage; timeline "$2" "$3" ;;
   *) usage ;;
 esac
