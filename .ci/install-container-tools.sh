@@ -2,13 +2,14 @@
 # CI machine only. Installs what the image tests need on a Debian machine without a Docker
 # engine: podman (with runc, which works on hybrid cgroup hosts where crun does not), its
 # network stack, debootstrap for the offline builder image, wrk for the bench's smoke test, and
-# a real registry (docker-registry) with skopeo for the push test. Idempotent: installs only what
-# is missing.
+# a real registry (docker-registry) with skopeo for the push test, and for make e2e-node the
+# CNI plugins and libseccomp (its runc is built with seccomp). Idempotent: installs only what is missing.
 # Root only; used by .ci/run. The docker CLI is not installed here: the tests use the one the
 # machine has, against podman's Docker-compatible API.
 set -euo pipefail
 
-packages=(podman runc conmon catatonit netavark aardvark-dns iptables debootstrap tar curl wrk docker-registry skopeo)
+packages=(podman runc conmon catatonit netavark aardvark-dns iptables debootstrap tar curl wrk docker-registry skopeo
+  containernetworking-plugins libseccomp-dev pkg-config)
 
 if [[ $(id -u) != 0 ]]; then
   echo "install-container-tools: must run as root (apt-get)" >&2
