@@ -130,9 +130,12 @@ control_plane() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 --profiling=false
   await kube-apiserver 120 "$bin/kubectl" --kubeconfig "$kc/super-admin.conf" get --raw /readyz
-  # kubeadm's own binding: admin.conf's group (and the apiserver's kubelet client) is cluster-admin.
+  # The bindings kubeadm's init and hack/local-up-cluster.sh make: admin.conf's group is
+  # cluster-admin, and the API server's client certificate may use the kubelet's API (logs, exec).
   "$bin/kubectl" --kubeconfig "$kc/super-admin.conf" create clusterrolebinding kubeadm:cluster-admins \
     --clusterrole cluster-admin --group kubeadm:cluster-admins >/dev/null
+  "$bin/kubectl" --kubeconfig "$kc/super-admin.conf" create clusterrolebinding kube-apiserver-kubelet-api-admin \
+    --clusterrole system:kubelet-api-admin --user kube-apiserver-kubelet-client >/dev/null
 
   start kube-controller-manager "$bin/kube-controller-manager" --bind-address 127.0.0.1 --leader-elect=false \
     --kubeconfig "$kc/controller-manager.conf" --authentication-kubeconfig "$kc/controller-manager.conf" \
@@ -226,15 +229,18 @@ pause_image_build() {
 }
 
 kubelet_up() {
-  local name value
+  local name value family hierarchy
   # The kubelet sets these on the host (setupKernelTunables); they are put back.
   for name in vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes; do
     value=$(cat "/proc/sys/$name")
     undo "echo $value >/proc/sys/$name"
   done
-  # The kubelet's iptables chains (KUBE-IPTABLES-HINT, KUBE-KUBELET-CANARY) that were not there.
-  iptables-save >"$dir/iptables.before" 2>/dev/null || true
-  undo drop_new_chains
+  # The kubelet's iptables chains, those that were not there already.
+  for family in iptables ip6tables; do
+    command -v "$family-save" >/dev/null || continue
+    "$family-save" 2>/dev/null | awk -v f="$family" '/^\*/ { t = substr($1, 2) } /^:KUBE-/ { print f, t, substr($1, 2) }'
+  done >"$dir/chains.before"
+  undo drop_kubelet_chains
   # Its Pods' cgroups, under a root of their own in every hierarchy (v1: one per controller).
   for hierarchy in $(findmnt -rn -t cgroup,cgroup2 -o TARGET); do
     [[ ! -e $hierarchy$cgroup_root ]] || die "$hierarchy$cgroup_root exists: another e2e node runs, or one was not taken down"
@@ -325,13 +331,22 @@ stop_pid() {
 }
 alive() { [[ -e /proc/$1 && $(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) != Z ]]; }
 
-drop_new_chains() {
-  local table chain
-  iptables-save 2>/dev/null | awk '/^\*/ { t = substr($1, 2) } /^:KUBE-/ { print t, substr($1, 2) }' |
-    while read -r table chain; do
-      grep -q "^:$chain " <(sed -n "/^\*$table/,/^COMMIT/p" "$dir/iptables.before") ||
-        { iptables -t "$table" -F "$chain" && iptables -t "$table" -X "$chain"; }
+# The chains the kubelet makes (pkg/kubelet/kubelet_network_linux.go), if they were not there:
+# KUBE-IPTABLES-HINT and KUBE-KUBELET-CANARY for both families, and the IPv4 KUBE-FIREWALL that
+# INPUT and OUTPUT jump to.
+drop_kubelet_chains() {
+  local family table chain
+  for family in iptables ip6tables; do
+    command -v "$family" >/dev/null || continue
+    for chain in filter/KUBE-FIREWALL mangle/KUBE-IPTABLES-HINT mangle/KUBE-KUBELET-CANARY nat/KUBE-KUBELET-CANARY filter/KUBE-KUBELET-CANARY; do
+      table=${chain%/*} chain=${chain#*/}
+      "$family" -t "$table" -S "$chain" >/dev/null 2>&1 || continue
+      grep -qx "$family $table $chain" "$dir/chains.before" && continue
+      while "$family" -t "$table" -D INPUT -j "$chain" 2>/dev/null; do :; done
+      while "$family" -t "$table" -D OUTPUT -j "$chain" 2>/dev/null; do :; done
+      "$family" -t "$table" -F "$chain" && "$family" -t "$table" -X "$chain"
     done
+  done
 }
 
 remove_cgroup() { [[ ! -d $1 ]] || find "$1" -depth -type d -exec rmdir {} +; }

@@ -183,16 +183,17 @@ timeline() {
 run() {
   local mode=$1
   deploy "$2"
+  # The Pod's name, while it exists: a Job that runs into its deadline has its Pod deleted.
+  "${kc[@]}" wait --for=jsonpath='{.status.active}'=1 "job/$name" --timeout="$timeout" >/dev/null || true
+  the_pod
   if [[ $mode == native ]]; then
     wait_job
-    the_pod
-    "${kc[@]}" get "job/$name" "$pod" -o json >"$tmp/run.json"
+    "${kc[@]}" get "job/$name" -o json >"$tmp/run.json"
+    "${kc[@]}" get "$pod" -o json >>"$tmp/run.json" 2>/dev/null || say "$pod is gone: the Job deleted it"
   else
-    # The deadline deletes the Pod, so its status is kept as soon as the app has exited, while
-    # the sidecar, a regular container, still runs. The wait is on the app's own state: the
-    # Pod's Ready condition would also go false for one slow probe.
-    "${kc[@]}" wait --for=jsonpath='{.status.active}'=1 "job/$name" --timeout="$timeout" >/dev/null || true
-    the_pod
+    # Its status is kept as soon as the app has exited, while the sidecar, a regular container,
+    # still runs. The wait is on the app's own state: the Pod's Ready condition would also go
+    # false for one slow probe.
     "${kc[@]}" wait --for=jsonpath='{.status.containerStatuses[?(@.name=="app")].state.terminated.reason}'=Completed \
       "$pod" --timeout="$timeout" >/dev/null || true
     "${kc[@]}" get "$pod" -o json >"$tmp/run.json" || die "$pod was gone before the app exited"

@@ -1,0 +1,45 @@
+"""A node of upstream Kubernetes's own parts for the tests beside this file (`make e2e-node`).
+
+`e2e/node.sh up` builds what is missing and starts etcd, kube-apiserver, the controller
+manager, the scheduler, containerd and the kubelet under one temporary directory; `down`
+stops them by PID and undoes what they changed outside it, also when a test fails. What the
+tests measure is printed at the end of the run, under "e2e-node".
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from e2e_support import NODE, REPORT, Node
+
+
+@pytest.fixture(scope="session")
+def node():
+    # A short path: unix socket paths under it must stay within 108 bytes.
+    directory = tempfile.mkdtemp(prefix="e2e-node.")
+    try:
+        started = time.monotonic()
+        up = subprocess.run([NODE, "up", directory], capture_output=True, text=True, timeout=3000)
+        if up.returncode != 0:
+            logs = subprocess.run([NODE, "logs", directory], capture_output=True, text=True).stdout
+            pytest.fail(f"e2e/node.sh up failed (exit {up.returncode}):\n{up.stderr}\n{logs}", pytrace=False)
+        settings = dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
+        running = Node(settings)
+        version = running.get("nodes")["items"][0]["status"]["nodeInfo"]
+        REPORT.append(f"node Ready in {time.monotonic() - started:.0f}s: kubelet {version['kubeletVersion']}, "
+                      f"{version['containerRuntimeVersion']}, {version['osImage']}, kernel {version['kernelVersion']}")
+        yield running
+    finally:
+        down = subprocess.run([NODE, "down", directory], capture_output=True, text=True, timeout=300)
+        assert down.returncode == 0, f"e2e/node.sh down failed:\n{down.stderr}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REPORT:
+        terminalreporter.section("e2e-node")
+        for line in REPORT:
+            terminalreporter.write_line(line)

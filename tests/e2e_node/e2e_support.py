@@ -1,0 +1,58 @@
+"""What the e2e-node tests share: the running node, polling with a deadline, the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE = ROOT / "e2e" / "node.sh"
+# Lines printed at the end of the run, under "e2e-node": what the tests measured.
+REPORT: list[str] = []
+
+
+def wait_for(what: str, seconds: float, probe):
+    """The first truthy value of probe(), polled until the deadline; fails naming `what`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {seconds:.0f}s")
+        time.sleep(0.2)  # the polling interval
+
+
+@dataclass
+class Node:
+    """The running node: its kubeconfig, context and binaries, as `e2e/node.sh up` printed them."""
+
+    settings: dict[str, str]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of make demo's scripts, pointed at this node, with its kubectl first."""
+        return {**os.environ, **self.settings, "PATH": f"{self.settings['E2E_NODE_BIN']}:{os.environ['PATH']}"}
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run(["kubectl", "--context", self.settings["KUBE_CONTEXT"], *args],
+                              env=self.env, capture_output=True, text=True, timeout=120)
+        assert not check or done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr.strip()}"
+        return done
+
+    def get(self, *args: str) -> dict:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def ctr(self, *args: str) -> str:
+        return subprocess.run(
+            [f"{self.settings['E2E_NODE_BIN']}/ctr", "--address", self.settings["CONTAINERD_ADDRESS"],
+             "--namespace", "k8s.io", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+    def log(self, component: str) -> str:
+        return (Path(self.settings["E2E_NODE_DIR"]) / "logs" / f"{component}.log").read_text()
