@@ -102,6 +102,36 @@ fn keeps_trying_until_the_sidecar_is_up() {
 }
 
 #[test]
+fn a_sidecar_that_accepts_and_stalls_is_retried_until_it_answers() {
+    // Its first connection is accepted and never answered; the next one is.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (_stalled, _) = listener.accept().unwrap();
+        answer_once(&listener, "up after a stall\n");
+    });
+    let url = format!("http://{addr}/");
+    let mut app = Process::spawn({
+        let mut command = app(&[
+            "--sleep",
+            "1ms",
+            "--sidecar-url",
+            &url,
+            "--sidecar-wait",
+            "10s",
+        ]);
+        command.env("RUST_LOG", "info,lifecycle=debug");
+        command
+    });
+    assert_eq!(app.wait_exit(STARTUP).code(), 0);
+    app.wait_for_log("no answer within 1s", PROMPT_EXIT);
+    assert_eq!(
+        app.stdout(),
+        "sidecar replied: up after a stall\nmain application\n"
+    );
+}
+
+#[test]
 fn a_sidecar_that_never_answers_is_one_clear_error_and_exit_1() {
     let port = ReservedPort::new();
     let url = format!("http://{}/", port.addr());

@@ -275,6 +275,39 @@ fn wait_ready_keeps_trying_until_a_sidecar_started_during_the_wait_answers() {
 }
 
 #[test]
+fn wait_ready_gives_up_an_attempt_that_stalls_and_retries_until_a_sidecar_answers() {
+    // A peer that accepts and never answers (a sidecar that hangs, say),
+    // replaced by one that answers, on the same port, within the wait.
+    let stalling = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = stalling.local_addr().unwrap();
+    let url = format!("http://{addr}/readyz");
+    let mut waiter = Process::spawn({
+        let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
+        command
+            .args(["wait-ready", "--url", &url, "--timeout", "10s"])
+            .env("RUST_LOG", "info,lifecycle=debug");
+        command
+    });
+    let (_stalled, _) = stalling.accept().unwrap();
+    drop(stalling);
+    let mut sidecar = Process::spawn({
+        let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
+        command
+            .args(["--listen", &addr.to_string()])
+            .env("RUST_LOG", "info");
+        command
+    });
+    assert_eq!(listening_address(&sidecar), addr);
+
+    assert_eq!(waiter.wait_exit(STARTUP).code(), 0);
+    waiter.wait_for_log("no answer within 1s", PROMPT_EXIT);
+    waiter.wait_for_log(&format!("ready url={url}"), PROMPT_EXIT);
+    sidecar.signal("TERM");
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    sidecar.wait_for_log("stopped requests_served=1", PROMPT_EXIT);
+}
+
+#[test]
 fn as_pid_1_sigterm_still_drains_and_exits_0() {
     let mut sidecar = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
     let Some(command) = testkit::pid1(sidecar.args(["--listen", "127.0.0.1:0"])) else {
