@@ -17,9 +17,10 @@
 //!    first, which are what a flood is made of. A new client is the youngest
 //!    of them, and is closed only after every one older than it.
 //! 2. Only if every client has sent a request: the one whose last request
-//!    head is the oldest, an idle keep-alive connection. Closing one between
-//!    requests is allowed in HTTP/1.1 (RFC 9112, section 9.6), and clients
-//!    retry a request on a kept-alive connection that closed before it.
+//!    head is the oldest, an idle keep-alive connection. A server may close
+//!    an inactive connection at any time (RFC 9112, section 9.5), and clients
+//!    may retry a request on a kept-alive connection that closed before it
+//!    (section 9.3.1).
 //!
 //! So an app that keeps a connection open and sends a request a second is
 //! never closed while a flood's connections are there to close instead.
