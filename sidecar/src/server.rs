@@ -7,7 +7,7 @@
 //! [`ConnectionCap`]), and each connection is closed once its client has gone
 //! the header-read timeout without completing a request head: on a new
 //! connection, and on a kept-alive one idle between requests (see
-//! [`connection`](crate::connection)).
+//! [`connection`]).
 //!
 //! A panic in one connection's task ends that connection alone: tokio catches
 //! it (a spawned task's panic becomes its `JoinError`, `is_panic()`), the
