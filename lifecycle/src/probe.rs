@@ -161,8 +161,9 @@ async fn attempt(url: &HttpUrl, limit: Duration) -> Result<Bytes, AttemptError> 
 }
 
 /// GETs `url` until it answers 200, for at most `within`, backing off between
-/// attempts, each given at most [`ATTEMPT_TIMEOUT`]. Returns the body of the
-/// first 200 answer.
+/// attempts. Each attempt is given at most 1 s, so that a peer that accepts
+/// and never answers is tried again on a new connection rather than holding
+/// the whole wait. Returns the body of the first 200 answer.
 pub async fn wait_until_ok(url: &HttpUrl, within: Duration) -> Result<Bytes, WaitError> {
     wait_with_attempts_of(url, within, ATTEMPT_TIMEOUT).await
 }
