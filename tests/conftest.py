@@ -2,46 +2,33 @@
 
 A test that leaks a server, a container's conmon or a podman service leaves it running on the
 developer's machine or in CI; this turns the leak into an error at the end of the session. It
-looks only at programs the tests start, and only at processes that were not there before.
+tells the tests' processes from everyone else's by a marker in their environment: the variable
+`NATIVE_SIDECAR_TEST_SESSION`, set here to a value of this session's own before any test runs,
+and inherited by every program a test starts and by the programs those start (see leaks.py).
+A script started from a test or from make inside pytest, such as one that runs a kubelet, etcd
+or containerd, passes it on as long as it keeps its environment. Processes of other users, of
+other sessions, or started by hand are never counted, whatever their names.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from pathlib import Path
 
 import pytest
 
-# The tests' programs, by the name the kernel gives them (/proc/PID/comm: 15 characters at most).
-OURS = ("sidecar", "app", "bare_hello", "wait-ready", "conmon", "podman", "wrk",
-        "docker-registry", "registry", "qemu-aarch64-st", "kind", "ctr", "kubectl")
+from leaks import MARKER, ours
 
-
-def running() -> dict[int, str]:
-    """Live processes (zombies left out: they are only waiting to be reaped) and their names."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            name = (entry / "comm").read_text().strip()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue  # it ended while being read
-        if state != "Z":
-            found[int(entry.name)] = name
-    return found
+SESSION = f"{os.getpid()}-{time.time_ns()}"
+# At import, before any test: the tests' own children inherit it from here.
+os.environ[MARKER] = SESSION
 
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_outlives_the_run():
     # Set up first, torn down last: after every other fixture has stopped what it started.
-    before = set(running())
     yield
     deadline = time.monotonic() + 15
-    while True:
-        left = {pid: name for pid, name in running().items() if pid not in before and name in OURS}
-        if not left or time.monotonic() > deadline:
-            break
+    while (left := ours(SESSION, os.getpid())) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"still running after the tests: {left}"

@@ -21,6 +21,21 @@ fn app(args: &[&str]) -> Command {
     command
 }
 
+/// The app, waiting up to 10 s for a sidecar at `url`, with the wait's
+/// attempts logged; its work is over at once.
+fn waiting_app(url: &str) -> Process {
+    let mut command = app(&[
+        "--sleep",
+        "1ms",
+        "--sidecar-url",
+        url,
+        "--sidecar-wait",
+        "10s",
+    ]);
+    command.env("RUST_LOG", "info,lifecycle=debug");
+    Process::spawn(command)
+}
+
 /// A stand-in sidecar that answers one request with `body`, on a port that
 /// is bound before the app starts.
 fn one_shot_server(body: &'static str) -> SocketAddr {
@@ -82,23 +97,31 @@ fn keeps_trying_until_the_sidecar_is_up() {
     // Held for the whole test: refused until the "sidecar" below listens on
     // it, and no other process can take it in between.
     let port = ReservedPort::new();
-    let url = format!("http://{}/", port.addr());
-    let mut command = app(&[
-        "--sleep",
-        "1ms",
-        "--sidecar-url",
-        &url,
-        "--sidecar-wait",
-        "10s",
-    ]);
-    command.env("RUST_LOG", "info,lifecycle=debug");
-    let mut app = Process::spawn(command);
+    let mut app = waiting_app(&format!("http://{}/", port.addr()));
     app.wait_for_log("not ready yet", STARTUP);
     // Only now, after a refused attempt, does the "sidecar" come up, on the
     // port the app keeps trying.
     answer_once(&TcpListener::bind(port.addr()).unwrap(), "up\n");
     assert_eq!(app.wait_exit(STARTUP).code(), 0);
     assert_eq!(app.stdout(), "sidecar replied: up\nmain application\n");
+}
+
+#[test]
+fn a_sidecar_that_accepts_and_stalls_is_retried_until_it_answers() {
+    // Its first connection is accepted and never answered; the next one is.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (_stalled, _) = listener.accept().unwrap();
+        answer_once(&listener, "up after a stall\n");
+    });
+    let mut app = waiting_app(&format!("http://{addr}/"));
+    assert_eq!(app.wait_exit(STARTUP).code(), 0);
+    app.wait_for_log("no answer within 1s", PROMPT_EXIT);
+    assert_eq!(
+        app.stdout(),
+        "sidecar replied: up after a stall\nmain application\n"
+    );
 }
 
 #[test]

@@ -17,6 +17,11 @@ const MAX_BODY: usize = 64 * 1024;
 /// and slow down so that a sidecar that is slow to start is not flooded.
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest one attempt may take, connect to body. A sidecar on the
+/// Pod's loopback answers within milliseconds; one that has accepted and not
+/// answered within a second is stuck or gone (restarting, say), and a new
+/// attempt on a new connection is the way to find out that it is back.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// An `http://` URL whose host is an IP address, such as
 /// `http://127.0.0.1:8080/readyz`.
@@ -93,6 +98,10 @@ pub enum AttemptError {
     /// An answer, but not 200.
     #[error("answered {0}")]
     Status(StatusCode),
+    /// No whole answer within the attempt's time: the peer accepted, and
+    /// then said nothing, or too slowly.
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Stalled(Duration),
 }
 
 /// A wait that ran out of time.
@@ -143,14 +152,32 @@ async fn get(url: &HttpUrl) -> Result<Bytes, AttemptError> {
     Ok(body)
 }
 
+/// One GET, given up after `limit`.
+async fn attempt(url: &HttpUrl, limit: Duration) -> Result<Bytes, AttemptError> {
+    match tokio::time::timeout(limit, get(url)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(AttemptError::Stalled(limit)),
+    }
+}
+
 /// GETs `url` until it answers 200, for at most `within`, backing off between
-/// attempts. Returns the body of the first 200 answer.
+/// attempts. Each attempt is given at most 1 s, so that a peer that accepts
+/// and never answers is tried again on a new connection rather than holding
+/// the whole wait. Returns the body of the first 200 answer.
 pub async fn wait_until_ok(url: &HttpUrl, within: Duration) -> Result<Bytes, WaitError> {
+    wait_with_attempts_of(url, within, ATTEMPT_TIMEOUT).await
+}
+
+async fn wait_with_attempts_of(
+    url: &HttpUrl,
+    within: Duration,
+    attempt_timeout: Duration,
+) -> Result<Bytes, WaitError> {
     let mut last_error = None;
     let attempts = async {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match get(url).await {
+            match attempt(url, attempt_timeout).await {
                 Ok(body) => return body,
                 Err(err) => {
                     tracing::debug!(%url, %err, "not ready yet");
@@ -161,8 +188,8 @@ pub async fn wait_until_ok(url: &HttpUrl, within: Duration) -> Result<Bytes, Wai
             backoff = next_backoff(backoff);
         }
     };
-    // The deadline covers the attempts too, so a peer that accepts and never
-    // answers cannot hold the wait past it.
+    // The deadline covers the attempts too, so that the last attempt cannot
+    // hold the wait past it.
     match tokio::time::timeout(within, attempts).await {
         Ok(body) => Ok(body),
         Err(_) => Err(WaitError {
@@ -205,6 +232,63 @@ mod tests {
             }
         });
         url.parse().unwrap()
+    }
+
+    /// A server on a free loopback port that accepts its first `stalls`
+    /// connections and never answers them, and answers every later one 200
+    /// `ready`, for as long as the test runs.
+    fn stall_then_answer(stalls: usize) -> HttpUrl {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut stalled = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                if stalled.len() < stalls {
+                    // Held open, never answered.
+                    stalled.push(stream);
+                    continue;
+                }
+                let _ = stream.read(&mut [0; 1024]);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nready\n",
+                );
+            }
+        });
+        url.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_stalls_is_given_up_and_the_next_one_is_answered() {
+        let url = stall_then_answer(1);
+        let started = std::time::Instant::now();
+        let body = wait_with_attempts_of(&url, Duration::from_secs(30), Duration::from_millis(200))
+            .await
+            .expect("a later attempt is answered");
+        assert_eq!(body, "ready\n");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200),
+            "took {took:?}: no stall?"
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "took {took:?}: the stall held the wait"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wait_that_ends_on_a_stalled_attempt_says_so() {
+        let url = stall_then_answer(usize::MAX);
+        let err =
+            wait_with_attempts_of(&url, Duration::from_millis(300), Duration::from_millis(200))
+                .await
+                .expect_err("the only attempt that finished stalled");
+        assert!(
+            matches!(err.last_error, Some(AttemptError::Stalled(_))),
+            "{err}"
+        );
+        assert!(err.to_string().ends_with("no answer within 200ms"), "{err}");
     }
 
     #[test]

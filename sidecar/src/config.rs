@@ -50,14 +50,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SIDECAR_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// How long a client may take to send a request's headers (at most 1h).
-    /// The clock starts when the sidecar starts waiting for them, so this is
-    /// also how long a connection may stay idle.
+    /// How long a connection may go without a complete request head (at
+    /// most 1h). The clock starts at the accept and again at each head, so
+    /// this is also how long a connection may stay idle.
     #[arg(long, env = "SIDECAR_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_header_read_timeout)]
     pub header_read_timeout: Duration,
 
-    /// How many connections may be open at once (1 to 100000). At the cap,
-    /// new connections wait in the kernel's listen backlog until one closes.
+    /// How many connections may be open at once (1 to 100000). At the cap, a
+    /// new connection takes the place of the one that has gone longest
+    /// without sending a request head.
     #[arg(long, env = "SIDECAR_MAX_CONNECTIONS", value_name = "N", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=MAX_MAX_CONNECTIONS))]
     pub max_connections: u32,
 }
@@ -66,10 +67,9 @@ pub struct ServeArgs {
 /// needs, and a typo such as an extra zero is caught rather than trusted.
 const MAX_MAX_CONNECTIONS: i64 = 100_000;
 
-/// The longest `--header-read-timeout` accepted. hyper adds the timeout to
-/// the current instant for every request head, and a sum past what an
-/// `Instant` holds panics in the connection's task, which the release profile
-/// turns into an abort of the whole sidecar. No client needs an hour.
+/// The longest `--header-read-timeout` accepted. Each connection adds the
+/// timeout to its clock (see connection.rs), and a sum past what an `Instant`
+/// holds would panic in the connection's task. No client needs an hour.
 const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 fn parse_header_read_timeout(text: &str) -> Result<Duration, String> {

@@ -17,7 +17,9 @@
 
 mod accept_backoff;
 mod config;
+mod connection;
 mod connection_cap;
+mod head_clock;
 mod routes;
 mod server;
 
@@ -26,7 +28,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use lifecycle::ShutdownSignals;
-use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::{Cli, Command, ServeArgs, WaitReadyArgs};
@@ -75,9 +76,8 @@ fn failure(err: &anyhow::Error) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs, mut signals: ShutdownSignals) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener =
+        server::listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     info!(address = %listener.local_addr()?, "listening");
 
     let shutdown = async move {

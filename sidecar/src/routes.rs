@@ -28,6 +28,9 @@ pub fn respond(method: &Method, path: &str, ready: bool) -> Response<Full<Bytes>
         // (see the drain in server.rs).
         "/readyz" if ready => (StatusCode::OK, "ready\n"),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+        // Only with the test-only `fault-injection` feature (see Cargo.toml).
+        #[cfg(feature = "fault-injection")]
+        "/panic" => panic!("GET /panic: a fault injected for a test"),
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
     if method != Method::GET && method != Method::HEAD {

@@ -1,13 +1,19 @@
 //! The HTTP server and its graceful shutdown.
 //!
 //! [`run`] takes the shutdown trigger as a future: the binary passes the
-//! first SIGTERM, a test passes whatever it controls. While serving, it takes
-//! a place under the connection cap before each accept (see
-//! [`ConnectionCap`]), and hyper closes any connection whose client takes
-//! longer than the header-read timeout to send a request head. The timer
-//! starts whenever hyper waits for a head: on a new connection, and on a
-//! kept-alive one as soon as the previous answer is sent, so the same
-//! timeout also closes connections left idle.
+//! first SIGTERM, a test passes whatever it controls. While serving, it gives
+//! each connection it accepts a place under the connection cap, closing the
+//! one longest without a complete request head when the cap is full (see
+//! [`ConnectionCap`]), and each connection is closed once its client has gone
+//! the header-read timeout without completing a request head: on a new
+//! connection, and on a kept-alive one idle between requests (see
+//! [`connection`]).
+//!
+//! A panic in one connection's task ends that connection alone: tokio catches
+//! it (a spawned task's panic becomes its `JoinError`, `is_panic()`), the
+//! unwinding drops the connection's socket and its place under the cap, and
+//! the accept loop and the other connections go on. That needs the release
+//! profile to unwind, which it does (see `Cargo.toml`).
 //!
 //! Once the trigger fires, the server stops in this order:
 //!
@@ -20,12 +26,14 @@
 //! 3. Drain: connections with nothing under way are closed at once, without
 //!    an answer: a new one that has sent nothing yet, and a kept-alive one
 //!    between requests, even with part of its next head read. A request
-//!    under way is answered, then its connection is closed.
+//!    under way is answered, then its connection is closed. The header-read
+//!    timeout still applies.
 //! 4. Stop waiting at the deadline, even if a client holds a connection open,
 //!    so the sidecar always exits well within the Pod's grace period.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -36,13 +44,14 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::accept_backoff::AcceptBackoff;
+use crate::connection::{self, Ending};
 use crate::connection_cap::ConnectionCap;
 use crate::routes;
 
@@ -52,13 +61,41 @@ use crate::routes;
 /// larger head is answered 431.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
+/// The kernel's queue of connections not yet accepted. A burst of connects
+/// (a flood, or every client reconnecting after a restart) arrives faster
+/// than one accept loop takes it; a full queue drops SYNs, and a client whose
+/// SYN is dropped sends it again only 1 s later, then 2 s after that, and so
+/// on (the initial retransmission timeout of RFC 6298, doubling). tokio's
+/// `TcpListener::bind` asks for 128, std's value (it calls mio 1.2's
+/// `TcpListener::bind`, which says so). Linux caps the value at
+/// `net.core.somaxconn` (4096 by default since Linux 5.4, 128 before:
+/// listen(2)). What it costs is kernel memory, and only while connections
+/// wait: each is a socket of a few KiB plus what its client has sent, up to
+/// its receive buffer.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`]. Like tokio's and std's
+/// `bind`, it sets `SO_REUSEADDR`, so a restarted sidecar can bind while
+/// connections of the last one linger in TIME_WAIT.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// How the server behaves; see the flags of the same names.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     /// How long the drain may take before open connections are abandoned.
     pub shutdown_timeout: Duration,
-    /// How long a client may take to send a request's head, so that a slow or
-    /// stuck client cannot hold a connection (and its memory) for ever.
+    /// How long a connection may go without a complete request head, so that
+    /// a slow, stuck or idle client cannot hold a connection (and its memory)
+    /// for ever.
     pub header_read_timeout: Duration,
     /// How many connections may be open at once; see [`ConnectionCap`].
     pub max_connections: usize,
@@ -93,8 +130,10 @@ pub async fn run(
         requests_served: AtomicU64::new(0),
     });
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+    // The connections' deadlines are their own (see connection.rs). `None`
+    // rather than hyper's default of 30 s, which without a timer would only
+    // log a warning per connection.
+    http.header_read_timeout(None)
         .max_buf_size(MAX_REQUEST_HEAD);
     let graceful = GracefulShutdown::new();
     let mut backoff = AcceptBackoff::default();
@@ -102,10 +141,8 @@ pub async fn run(
 
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        // Room first, then accept: at the cap, connections wait in the kernel.
-        let next = async { (cap.room().await, listener.accept().await) };
-        let (place, accepted) = tokio::select! {
-            next = next => next,
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
         let stream = match accepted {
@@ -122,22 +159,37 @@ pub async fn run(
             }
         };
         backoff.on_success();
+        // Accepted first, then placed: at the cap, the new connection takes
+        // the place of the one longest without a complete head.
+        let place = tokio::select! {
+            place = cap.room() => place,
+            () = &mut shutdown => break,
+        };
         let shared = Arc::clone(&shared);
+        let clock = Arc::clone(&place.clock);
         // The body is never read: no route takes one. Dropping the request
         // makes hyper discard the rest of a body and close the connection after
         // the answer, so a large upload is never held in memory.
         let service = service_fn(move |request| {
+            clock.head_completed();
             std::future::ready(Ok::<_, Infallible>(handle(&shared, &request)))
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
+        let timeout = settings.header_read_timeout;
         tokio::spawn(async move {
-            // The connection's place under the cap, freed when it ends.
-            let _place = place;
+            // The whole place, not only the clock the code below reads: its
+            // permit is what holds the connection's place under the cap.
+            let place = place;
             // Client-side failures (resets, timeouts, malformed requests) end
             // one connection and say nothing about the server's health.
-            if let Err(err) = connection.await {
-                debug!(%err, "connection ended with an error");
+            match connection::serve(connection, &place.clock, timeout).await {
+                Ending::Served(Ok(())) => {}
+                Ending::Served(Err(err)) => debug!(%err, "connection ended with an error"),
+                Ending::TimedOut => debug!(
+                    "closed a connection without a request head within the header-read timeout"
+                ),
+                Ending::MadeRoom => debug!("closed a connection to make room for a new one"),
             }
         });
     }

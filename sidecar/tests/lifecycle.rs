@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
@@ -242,6 +242,26 @@ fn wait_ready_exits_0_once_the_sidecar_answers_and_1_when_it_never_does() {
     );
 }
 
+/// `sidecar wait-ready` on `url` for up to 10 s, with its attempts logged.
+fn waiting_for(url: &str) -> Process {
+    let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
+    command
+        .args(["wait-ready", "--url", url, "--timeout", "10s"])
+        .env("RUST_LOG", "info,lifecycle=debug");
+    Process::spawn(command)
+}
+
+/// A sidecar on `addr`, a port the test chose; returns once it listens.
+fn listening_on(addr: SocketAddr) -> Process {
+    let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
+    command
+        .args(["--listen", &addr.to_string()])
+        .env("RUST_LOG", "info");
+    let sidecar = Process::spawn(command);
+    assert_eq!(listening_address(&sidecar), addr);
+    sidecar
+}
+
 #[test]
 fn wait_ready_keeps_trying_until_a_sidecar_started_during_the_wait_answers() {
     // As in a Pod, where the postStart hook may start before the server
@@ -249,26 +269,33 @@ fn wait_ready_keeps_trying_until_a_sidecar_started_during_the_wait_answers() {
     // until the sidecar binds it.
     let port = ReservedPort::new();
     let url = format!("http://{}/readyz", port.addr());
-    let mut waiter = Process::spawn({
-        let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
-        command
-            .args(["wait-ready", "--url", &url, "--timeout", "10s"])
-            .env("RUST_LOG", "info,lifecycle=debug");
-        command
-    });
+    let mut waiter = waiting_for(&url);
     waiter.wait_for_log("not ready yet", STARTUP);
 
-    let mut sidecar = Process::spawn({
-        let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
-        command
-            .args(["--listen", &port.addr().to_string()])
-            .env("RUST_LOG", "info");
-        command
-    });
-    assert_eq!(listening_address(&sidecar), port.addr());
+    let mut sidecar = listening_on(port.addr());
     assert_eq!(waiter.wait_exit(STARTUP).code(), 0);
     waiter.wait_for_log(&format!("ready url={url}"), PROMPT_EXIT);
 
+    sidecar.signal("TERM");
+    assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
+    sidecar.wait_for_log("stopped requests_served=1", PROMPT_EXIT);
+}
+
+#[test]
+fn wait_ready_gives_up_an_attempt_that_stalls_and_retries_until_a_sidecar_answers() {
+    // A peer that accepts and never answers (a sidecar that hangs, say),
+    // replaced by one that answers, on the same port, within the wait.
+    let stalling = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = stalling.local_addr().unwrap();
+    let url = format!("http://{addr}/readyz");
+    let mut waiter = waiting_for(&url);
+    let (_stalled, _) = stalling.accept().unwrap();
+    drop(stalling);
+    let mut sidecar = listening_on(addr);
+
+    assert_eq!(waiter.wait_exit(STARTUP).code(), 0);
+    waiter.wait_for_log("no answer within 1s", PROMPT_EXIT);
+    waiter.wait_for_log(&format!("ready url={url}"), PROMPT_EXIT);
     sidecar.signal("TERM");
     assert_eq!(sidecar.wait_exit(PROMPT_EXIT).code(), 0);
     sidecar.wait_for_log("stopped requests_served=1", PROMPT_EXIT);
