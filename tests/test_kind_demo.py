@@ -448,7 +448,7 @@ def test_demo_runs_in_one_pass_and_passes(ready):
     assert f"{kc} wait --for=condition=complete job/native-sidecar-job --timeout=180s" in steps
     assert f"{kc} wait --for=condition=failed job/native-sidecar-job --timeout=180s" in steps
     assert (f"{kc} get pods -l batch.kubernetes.io/controller-uid="
-            "5f0c2d6e-8a41-4a52-9d3e-2b7c1f4e9a10 -o name") in steps
+            "3aebe6eb-dfab-44eb-b444-2e514083725a -o name") in steps
     assert steps.index(f"{kc} apply -f {ROOT}/job.yaml") > steps.index(
         f"make -C {ROOT} images CONTAINER_TOOL=docker")
 
@@ -479,11 +479,11 @@ def test_demo_fails_when_the_app_fails(ready):
     run = objects("native-1.37.json")
     run["Pod"]["status"]["containerStatuses"][0]["state"]["terminated"].update(exitCode=1, reason="Error")
     run["Job"]["status"]["conditions"] = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                           "lastTransitionTime": "2026-11-24T09:00:34Z"}]
+                                           "lastTransitionTime": "2026-12-02T06:47:59Z"}]
     ready.set_run(run["Job"], run["Pod"])
     result = ready.run("demo")
     assert result.returncode == 1
-    assert "2026-11-24T09:00:32Z app exited       exit code 1 (Error)" in result.stdout.splitlines()
+    assert "2026-12-02T06:47:56Z app exited       exit code 1 (Error)" in result.stdout.splitlines()
     assert "FAIL: app did not exit 0" in result.stdout.splitlines()
 
 
@@ -509,12 +509,12 @@ def test_demo_legacy_keeps_the_pod_before_the_deadline_deletes_it(ready):
     assert result.stdout.splitlines()[-1].startswith("PASS: app exited 0, yet the job Failed with DeadlineExceeded")
     kc = "kubectl --context kind-t"
     cluster = [c for c in ready.calls(kc) if " get nodes " not in c]
-    pod = "pod/legacy-sidecar-job-t5r9n"
+    pod = "pod/legacy-sidecar-job-v62kv"
     cluster[7:9] = sorted(cluster[7:9])  # the two waits that race start in either order
     assert cluster[2:] == [
         f"{kc} get job legacy-sidecar-job -o jsonpath={{.metadata.uid}}",
         f"{kc} wait --for=jsonpath={{.status.active}}=1 job/legacy-sidecar-job --timeout=180s",
-        f"{kc} get pods -l batch.kubernetes.io/controller-uid=9d8c7b6a-5f4e-4d3c-b2a1-0f9e8d7c6b5a -o name",
+        f"{kc} get pods -l batch.kubernetes.io/controller-uid=7bc5b935-880c-42f4-9f95-570d406b650c -o name",
         # The app's own end, not the Pod's Ready condition, which one slow probe also turns false.
         f"{kc} wait --for=jsonpath={{.status.containerStatuses[?(@.name==\"app\")].state.terminated.reason}}=Completed"
         f" {pod} --timeout=180s",
@@ -522,7 +522,7 @@ def test_demo_legacy_keeps_the_pod_before_the_deadline_deletes_it(ready):
         f"{kc} wait --for=condition=complete job/legacy-sidecar-job --timeout=180s",
         f"{kc} wait --for=condition=failed job/legacy-sidecar-job --timeout=180s",
         f"{kc} get job/legacy-sidecar-job -o json",
-        f"{kc} get events --field-selector involvedObject.name=legacy-sidecar-job-t5r9n --sort-by=.lastTimestamp",
+        f"{kc} get events --field-selector involvedObject.name=legacy-sidecar-job-v62kv --sort-by=.lastTimestamp",
     ]
     assert ready.leftovers() == []
 

@@ -14,17 +14,19 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 SCRIPT = ROOT / "scripts" / "kind-demo.sh"
 
+# From make e2e-node on Kubernetes v1.37.2 (tests/fixtures/README.md).
 NATIVE_1_37 = """\
-2026-11-24T09:00:00Z job/native-sidecar-job started
-2026-11-24T09:00:00Z pod/native-sidecar-job-qx7lm started
-2026-11-24T09:00:01Z sidecar started  native sidecar: init container, restartPolicy Always
-2026-11-24T09:00:02Z app started      regular container
-2026-11-24T09:00:32Z app exited       exit code 0 (Completed)
-2026-11-24T09:00:33Z sidecar exited   exit code 0 (Completed)
-2026-11-24T09:00:34Z job Complete     CompletionsReached
+2026-12-02T06:47:24Z job/native-sidecar-job started
+2026-12-02T06:47:24Z pod/native-sidecar-job-bk6br started
+2026-12-02T06:47:25Z sidecar started  native sidecar: init container, restartPolicy Always
+2026-12-02T06:47:26Z app started      regular container
+2026-12-02T06:47:56Z app exited       exit code 0 (Completed)
+2026-12-02T06:47:56Z sidecar exited   exit code 0 (Completed)
+2026-12-02T06:47:59Z job Complete     CompletionsReached
 PASS: job Complete; app and sidecar both exited 0, the sidecar started before the app and exited after it
 """
 
+# Written by hand: no 1.28 node can run here (upstream supports 1.35 to 1.37).
 NATIVE_1_28 = """\
 2026-11-24T09:10:00Z job/native-sidecar-job started
 2026-11-24T09:10:00Z pod/native-sidecar-job-8wz4d started
@@ -37,12 +39,12 @@ PASS: job Complete; app and sidecar both exited 0, the sidecar started before th
 """
 
 LEGACY_1_37 = """\
-2026-11-24T09:20:00Z job/legacy-sidecar-job started
-2026-11-24T09:20:00Z pod/legacy-sidecar-job-t5r9n started
-2026-11-24T09:20:01Z app started      regular container
-2026-11-24T09:20:01Z sidecar started  regular container, still running
-2026-11-24T09:20:31Z app exited       exit code 0 (Completed)
-2026-11-24T09:21:02Z job Failed       DeadlineExceeded
+2026-12-02T06:48:00Z job/legacy-sidecar-job started
+2026-12-02T06:48:00Z pod/legacy-sidecar-job-v62kv started
+2026-12-02T06:48:01Z app started      regular container
+2026-12-02T06:48:01Z sidecar started  regular container, still running
+2026-12-02T06:48:31Z app exited       exit code 0 (Completed)
+2026-12-02T06:49:01Z job Failed       DeadlineExceeded
 PASS: app exited 0, yet the job Failed with DeadlineExceeded: the sidecar, a regular container, kept its Pod running
 """
 
@@ -121,7 +123,8 @@ def test_recorded_run(run, mode, fixture, expected):
 
 
 def test_a_list_and_a_stream_read_the_same(run):
-    # demo-legacy writes the Pod and then the Job, one after the other; demo writes a List.
+    # make demo writes the Job and then the Pod, demo-legacy the Pod and then the Job, one
+    # after the other; a List reads the same.
     assert run("legacy", read("legacy-1.37.json")).stdout == LEGACY_1_37
 
 
@@ -134,10 +137,10 @@ def test_events_of_the_same_second_keep_the_kubelets_order(run, native):
     result = run("native", native)
     assert result.returncode == 0, result.stdout
     assert result.stdout.splitlines()[2:6] == [
-        "2026-11-24T09:00:01Z sidecar started  native sidecar: init container, restartPolicy Always",
-        "2026-11-24T09:00:01Z app started      regular container",
-        "2026-11-24T09:00:32Z app exited       exit code 0 (Completed)",
-        "2026-11-24T09:00:32Z sidecar exited   exit code 0 (Completed)",
+        "2026-12-02T06:47:25Z sidecar started  native sidecar: init container, restartPolicy Always",
+        "2026-12-02T06:47:25Z app started      regular container",
+        "2026-12-02T06:47:56Z app exited       exit code 0 (Completed)",
+        "2026-12-02T06:47:56Z sidecar exited   exit code 0 (Completed)",
     ]
 
 
@@ -148,26 +151,26 @@ def test_app_exit_1_fails(run, native):
     job, pod = parts(native)
     state(pod, "app")["terminated"].update(exitCode=1, reason="Error")
     job["status"]["conditions"] = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                    "lastTransitionTime": "2026-11-24T09:00:34Z"}]
+                                    "lastTransitionTime": "2026-12-02T06:47:59Z"}]
     result = run("native", native)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert "2026-11-24T09:00:32Z app exited       exit code 1 (Error)" in lines
-    assert "2026-11-24T09:00:34Z job Failed       BackoffLimitExceeded" in lines
+    assert "2026-12-02T06:47:56Z app exited       exit code 1 (Error)" in lines
+    assert "2026-12-02T06:47:59Z job Failed       BackoffLimitExceeded" in lines
     assert verdict(result) == ["FAIL: job did not complete", "FAIL: app did not exit 0"]
 
 
 def test_a_run_still_going_fails(run, native):
     job, pod = parts(native)
-    job["status"] = {"startTime": "2026-11-24T09:00:00Z", "active": 1}
-    for name, started in (("app", "2026-11-24T09:00:02Z"), ("sidecar", "2026-11-24T09:00:01Z")):
+    job["status"] = {"startTime": "2026-12-02T06:47:24Z", "active": 1}
+    for name, started in (("app", "2026-12-02T06:47:26Z"), ("sidecar", "2026-12-02T06:47:25Z")):
         pod["status"]["initContainerStatuses" if name == "sidecar" else "containerStatuses"][0]["state"] = {
             "running": {"startedAt": started}}
     result = run("native", native)
     assert result.returncode == 1
     assert result.stdout.splitlines()[2:4] == [
-        "2026-11-24T09:00:01Z sidecar started  native sidecar: init container, restartPolicy Always, still running",
-        "2026-11-24T09:00:02Z app started      regular container, still running",
+        "2026-12-02T06:47:25Z sidecar started  native sidecar: init container, restartPolicy Always, still running",
+        "2026-12-02T06:47:26Z app started      regular container, still running",
     ]
     assert verdict(result) == ["FAIL: job did not complete", "FAIL: app did not exit 0",
                                "FAIL: sidecar did not exit 0"]
@@ -183,7 +186,7 @@ def test_sidecar_killed_fails(run, native):
 
 def test_app_started_before_the_sidecar_fails(run, native):
     _, pod = parts(native)
-    state(pod, "app")["terminated"]["startedAt"] = "2026-11-24T09:00:00Z"
+    state(pod, "app")["terminated"]["startedAt"] = "2026-12-02T06:47:24Z"
     result = run("native", native)
     assert result.returncode == 1
     assert verdict(result) == ["FAIL: app started before the sidecar"]
@@ -191,7 +194,7 @@ def test_app_started_before_the_sidecar_fails(run, native):
 
 def test_sidecar_gone_before_the_app_fails(run, native):
     _, pod = parts(native)
-    state(pod, "sidecar")["terminated"]["finishedAt"] = "2026-11-24T09:00:20Z"
+    state(pod, "sidecar")["terminated"]["finishedAt"] = "2026-12-02T06:47:40Z"
     result = run("native", native)
     assert result.returncode == 1
     assert verdict(result) == ["FAIL: sidecar exited before the app"]
@@ -202,7 +205,7 @@ def test_plain_init_container_is_not_a_native_sidecar(run, native):
     del pod["spec"]["initContainers"][0]["restartPolicy"]
     result = run("native", native)
     assert result.returncode == 1
-    assert "2026-11-24T09:00:01Z sidecar started  plain init container" in result.stdout.splitlines()
+    assert "2026-12-02T06:47:25Z sidecar started  plain init container" in result.stdout.splitlines()
     assert verdict(result) == ["FAIL: sidecar is not a native sidecar (an init container with restartPolicy: Always)"]
 
 
@@ -222,8 +225,8 @@ def test_no_pod_fails_with_1(run, native):
     job, _ = parts(native)
     result = run("native", [job])
     assert result.returncode == 1
-    assert result.stdout.splitlines()[:2] == ["2026-11-24T09:00:00Z job/native-sidecar-job started",
-                                              "2026-11-24T09:00:34Z job Complete     CompletionsReached"]
+    assert result.stdout.splitlines()[:2] == ["2026-12-02T06:47:24Z job/native-sidecar-job started",
+                                              "2026-12-02T06:47:59Z job Complete     CompletionsReached"]
     assert "FAIL: app did not exit 0" in verdict(result)
 
 
