@@ -109,7 +109,9 @@ $(CYCLONEDX):
 push: ## Push both images, every platform built, to REGISTRY=host[:port]/path; prints NAME@sha256:DIGEST
 	scripts/images.sh push
 
-pod: images ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
+# Builds the images only when they are not this commit's already, so a warm run needs no builder.
+pod: ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
+	scripts/images.sh current || scripts/images.sh
 	scripts/pod.sh
 
 demo-kind: ## The lifecycle on kind: tools, cluster, images, job.yaml, timeline (the full demo)
