@@ -23,7 +23,7 @@ CARGO ?= cargo
 VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
-.PHONY: help build test test-arm64 lint check bench local images push sbom pod demo demo-kind demo-legacy \
+.PHONY: help build test test-arm64 lint check check-tools bench local images push sbom pod demo demo-kind demo-legacy \
 	kind-up kind-down kind-load deploy logs mutants clean
 
 help: ## List the targets
@@ -32,7 +32,10 @@ help: ## List the targets
 demo: ## Run the Job's lifecycle on kind, else in containers, else as processes (DEMO= picks)
 	scripts/demo.sh
 
-check: lint test test-arm64 ## Everything CI checks: lint, every test, then the Rust tests again for arm64
+check: check-tools lint test test-arm64 ## Everything CI checks: its tools first, lint, every test, then the Rust tests again for arm64
+
+check-tools: ## What make check needs: all that is missing, named at once, before anything runs
+	scripts/check-tools.sh
 
 build: ## Build both binaries, release profile
 	$(CARGO) build --workspace --release --locked
