@@ -53,6 +53,11 @@ fi
 if ! have podman; then optional "podman, rootful: the image, pod and flood tests"
 elif [[ $(id -u) != 0 ]]; then optional "root, for rootful podman: the image, pod and flood tests"
 fi
+# make pod's script, which the pod tests run wherever podman does.
+if ! have curl; then
+  if have podman; then missing+=("curl, for make pod's script (apt-get install curl)")
+  else optional "curl, for make pod's script (apt-get install curl)"; fi
+fi
 have docker || optional "the docker CLI: the docker half of the image tests"
 have wrk || optional "wrk: the bench's smoke test (apt-get install wrk)"
 have docker-registry || optional "docker-registry: the push test (apt-get install docker-registry)"

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 # What the script and make themselves run on; everything else is left out of PATH.
 BASICS = ["bash", "env", "sed", "sort", "head", "cut", "uname", "id", "dirname", "make"]
 NEEDED = ["git", "Rust", "Python", "kubectl", "qemu-aarch64-static"]
-OPTIONAL = ["podman", "the docker CLI", "wrk", "docker-registry", "skopeo"]
+OPTIONAL = ["podman", "curl", "the docker CLI", "wrk", "docker-registry", "skopeo"]
 
 
 @pytest.fixture
