@@ -338,7 +338,8 @@ BARE_REFERENCE = re.compile(r"(?<![\w/\[-])(?:[\w.-]+/)?[\w.-]+#\d+\b")
 
 def bare_references(text: str) -> list[str]:
     text = re.sub(r"\[[^\]]*\]\([^)]*\)|`[^`\n]*`|https?://\S+", "", visible(text))
-    return BARE_REFERENCE.findall(text) + re.findall(r"[^.]*\barticle\b[^.]*", text)
+    return (BARE_REFERENCE.findall(text) + re.findall(r"\b[Ii]ssues? \d+\b", text)
+            + re.findall(r"[^.]*\barticle\b[^.]*", text))
 
 
 @pytest.mark.parametrize("doc", [CONTRIBUTING, *PAGES], ids=lambda p: str(p.relative_to(REPO)))
@@ -351,12 +352,14 @@ def test_the_readme_names_the_article_with_its_sample_repository():
     assert "https://github.com/YZ775/k8s-sidecar-example" in first
     assert "Kubernetes 1.28でFeatureGateになったSidecar containersをJobで" in first
     rest = README.read_text().split("\n## ", 1)[1]
-    assert not BARE_REFERENCE.findall(re.sub(r"\[[^\]]*\]\([^)]*\)|`[^`\n]*`", "", visible(rest)))
+    rest = re.sub(r"\[[^\]]*\]\([^)]*\)|`[^`\n]*`", "", visible(rest))
+    assert not BARE_REFERENCE.findall(rest) and not re.findall(r"\b[Ii]ssues? \d+\b", rest)
 
 
 def test_the_reference_check_bites():
     assert bare_references("see kubernetes#123 and kind#4, as the article says.") == [
         "kubernetes#123", "kind#4", "see kubernetes#123 and kind#4, as the article says"]
+    assert bare_references("as issue 7 says") == ["issue 7"]
     assert bare_references("see [kubernetes#123](https://x/1) and [the article](../README.md).") == []
 
 
