@@ -23,7 +23,7 @@ CARGO ?= cargo
 VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
-.PHONY: help build test test-arm64 lint check bench local images push sbom pod demo demo-kind demo-legacy \
+.PHONY: help build test test-arm64 lint check check-tools bench local images push sbom pod demo demo-kind demo-legacy \
 	kind-up kind-down kind-load deploy logs e2e-node mutants clean
 
 help: ## List the targets
@@ -32,7 +32,10 @@ help: ## List the targets
 demo: ## Run the Job's lifecycle on kind, else in containers, else as processes (DEMO= picks)
 	scripts/demo.sh
 
-check: lint test test-arm64 ## Everything CI checks: lint, every test, then the Rust tests again for arm64
+check: check-tools lint test test-arm64 ## Everything CI checks: its tools first, lint, every test, then the Rust tests again for arm64
+
+check-tools: ## What make check needs: all that is missing, named at once, before anything runs
+	scripts/check-tools.sh
 
 build: ## Build both binaries, release profile
 	$(CARGO) build --workspace --release --locked
@@ -116,7 +119,9 @@ $(CYCLONEDX):
 push: ## Push both images, every platform built, to REGISTRY=host[:port]/path; prints NAME@sha256:DIGEST
 	scripts/images.sh push
 
-pod: images ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
+# Builds the images only when they are not this commit's already, so a warm run needs no builder.
+pod: ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
+	scripts/images.sh current || scripts/images.sh
 	scripts/pod.sh
 
 demo-kind: ## The lifecycle on kind: tools, cluster, images, job.yaml, timeline (the full demo)

@@ -2,8 +2,8 @@
 # CI machine only. Installs what the image tests need on a Debian machine without a Docker
 # engine: podman (with runc, which works on hybrid cgroup hosts where crun does not), its
 # network stack, debootstrap for the offline builder image, wrk for the bench's smoke test, and
-# a real registry (docker-registry) with skopeo for the push test, and for make e2e-node the
-# CNI plugins and libseccomp (its runc is built with seccomp). Idempotent: installs only what is missing.
+# a real registry (docker-registry) with skopeo for the push test, qemu-user-static for the
+# arm64 tests, and for make e2e-node the CNI plugins and libseccomp (its runc is built with seccomp). Idempotent: installs only what is missing.
 # Root only; used by .ci/run. The docker CLI is not installed here: the tests use the one the
 # machine has, against podman's Docker-compatible API.
 set -euo pipefail
@@ -22,13 +22,24 @@ for package in "${packages[@]}"; do
   [[ $status == "install ok installed" ]] || missing+=("$package")
 done
 
-if ((${#missing[@]} == 0)); then
-  echo "install-container-tools: all present (${packages[*]})"
+# qemu-user for make check's arm64 tier (make test-arm64) and the arm64 image test, which call it
+# explicitly. Without recommends: binfmt-support would register it with the kernel, for the whole
+# machine.
+no_recommends=(qemu-user-static)
+missing_nr=()
+for package in "${no_recommends[@]}"; do
+  status="$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)"
+  [[ $status == "install ok installed" ]] || missing_nr+=("$package")
+done
+
+if ((${#missing[@]} + ${#missing_nr[@]} == 0)); then
+  echo "install-container-tools: all present (${packages[*]} ${no_recommends[*]})"
   exit 0
 fi
 
-echo "install-container-tools: installing ${missing[*]}"
+echo "install-container-tools: installing ${missing[*]} ${missing_nr[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq "${missing[@]}" >/dev/null
+((${#missing[@]} == 0)) || apt-get install -y -qq "${missing[@]}" >/dev/null
+((${#missing_nr[@]} == 0)) || apt-get install -y -qq --no-install-recommends "${missing_nr[@]}" >/dev/null
 echo "install-container-tools: done"

@@ -4,6 +4,7 @@
 #   scripts/images.sh                                     # the engine's own platform, for kind
 #   PLATFORMS=linux/amd64,linux/arm64 scripts/images.sh   # one multi-arch image (manifest list)
 #   REGISTRY=host[:port]/path scripts/images.sh push      # push what was built, print digests
+#   scripts/images.sh current                             # exit 0 if both are this commit's
 #
 # CONTAINER_TOOL=docker|podman picks the engine (default: the first that answers). docker needs
 # the buildx plugin. RUST_IMAGE=<image> replaces the builder image, BUILD_OPTS adds build flags,
@@ -56,8 +57,25 @@ push() {
     printf '%s@%s\n' "${remote%:*}" "$digest"
   done
 }
+# Exits 0 when both images exist for this machine's platform, built from this commit with no
+# change to what the build reads (the .dockerignore list): `make pod` then needs no builder.
+current() {
+  local head image built native_arch
+  head="$(git rev-parse HEAD)"
+  git diff --quiet HEAD -- Cargo.toml Cargo.lock app sidecar lifecycle testkit docker images.env || return 1
+  [[ -z $(git ls-files --others --exclude-standard -- app sidecar lifecycle testkit docker) ]] || return 1
+  if [[ $tool == docker ]]; then native_arch="$(docker version --format '{{.Server.Arch}}')"
+  else native_arch="$(podman info --format '{{.Host.Arch}}')"; fi
+  for image in "$SIDECAR_IMAGE" "$APP_IMAGE"; do
+    built="$("$tool" image inspect --format \
+      '{{index .Config.Labels "org.opencontainers.image.revision"}} {{.Architecture}}' "$image" 2>/dev/null)" || return 1
+    [[ $built == "$head $native_arch" ]] || return 1
+  done
+  printf 'images: %s and %s are current (commit %s); not rebuilt\n' "$SIDECAR_IMAGE" "$APP_IMAGE" "${head:0:12}" >&2
+}
 [[ ${1:-} == push ]] && { push; exit 0; }
-[[ -z ${1:-} ]] || die "usage: $0 [push]"
+[[ ${1:-} == current ]] && { current; exit; }
+[[ -z ${1:-} ]] || die "usage: $0 [push|current]"
 
 # The builder image: the Dockerfile's pinned default unless RUST_IMAGE names another. Never a
 # stand-in picked here: if it cannot be had, say so and stop.

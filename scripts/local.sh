@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Job's lifecycle with plain processes, in the order the kubelet runs a native sidecar:
 # start the sidecar (the init container with restartPolicy: Always); wait until it answers
-# /healthz (the sidecar binary's own `wait-ready`); run the app (the main container) to its
-# exit; SIGTERM the sidecar, SIGKILL at the grace period; print the timeline, and fail unless
+# /readyz, as job.yaml's postStart hook does (the sidecar binary's own `wait-ready`); run the
+# app (the main container) to its exit; SIGTERM the sidecar, SIGKILL at the grace period; print the timeline, and fail unless
 # both exit codes are 0.
 #
 #   scripts/local.sh                      # what `make local` runs, after `cargo build --release`
@@ -56,11 +56,11 @@ until address="$(grep -o -m1 'address=[0-9.:]*' "$logs/sidecar.log" 2>/dev/null)
 done
 address="${address#address=}"
 
-if ! labelled wait-ready "$bin/sidecar" wait-ready --url "http://$address/healthz" --timeout 10s; then
-  fail "the sidecar did not answer /healthz within 10s"
+if ! labelled wait-ready "$bin/sidecar" wait-ready --url "http://$address/readyz" --timeout 10s; then
+  fail "the sidecar did not answer /readyz within 10s"
   finish "local (processes): sidecar on $address" ""
 fi
-mark "sidecar ready" "/healthz answered 200 on $address"
+mark "sidecar ready" "/readyz answered 200 on $address"
 
 mark "app started" "APP_SLEEP=$app_sleep"
 app_code=0

@@ -35,7 +35,7 @@ from pathlib import Path
 from images_support import builder_env, http_get, images_env, podman_env, run, wait_for
 
 CLIENTS = 3000
-# The "well under 16 MB", as a hard limit; README: Limits puts the release binary
+# A hard limit for the debug build; docs/limits.md puts the release binary
 # under 10 MiB at the cap.
 MEMORY_BOUND = 16 * 1024 * 1024
 HEAD = b"GET / HTTP/1.1\r\nHost: test\r\nX-Pad: ".ljust(8 * 1024, b"a")

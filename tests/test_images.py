@@ -375,8 +375,10 @@ def test_docker_sees_the_same_images(docker_built):
 PUSHED = "ab" * 32
 
 
-def docker_standin(tmp_path: Path, buildx: bool, image_present: bool = True) -> dict[str, str]:
-    """PATH with a `docker` that logs each call to calls.log and answers like Docker 29 would."""
+def docker_standin(tmp_path: Path, buildx: bool, image_present: bool = True,
+                   built: str = "") -> dict[str, str]:
+    """PATH with a `docker` that logs each call to calls.log and answers like Docker 29 would;
+    `image inspect --format` prints `built` (the images' "revision architecture")."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
@@ -392,7 +394,7 @@ def docker_standin(tmp_path: Path, buildx: bool, image_present: bool = True) -> 
         'case "$1 $2" in\n'
         f'  "buildx version") {buildx_answer} ;;\n'
         '  "version --format") echo amd64 ;;\n'
-        f'  "image inspect") exit {0 if image_present else 1} ;;\n'
+        f'  "image inspect") [ -n "{built}" ] && echo "{built}"; exit {0 if image_present else 1} ;;\n'
         '  "pull --quiet") exit 1 ;;\n'
         f'  "push "*) echo "0.1.0: digest: sha256:{PUSHED} size: 528" ;;\n'
         "esac\n"
@@ -474,6 +476,29 @@ def test_docker_unpullable_builder_names_the_override(tmp_path):
     assert "cannot pull the builder image docker.io/library/rust:" in line
     assert "RUST_IMAGE=<image>" in line
     assert not [call for call in calls(tmp_path) if call.startswith("buildx build")]
+
+
+BUILD_INPUTS = ["Cargo.toml", "Cargo.lock", "app", "sidecar", "lifecycle", "testkit", "docker",
+                "images.env"]
+
+
+@pytest.mark.parametrize(("built", "current"), [
+    ("{head} amd64", True),
+    ("{head} arm64", False),   # another platform's image: kind's node could not run it
+    ("0123abcd amd64", False),  # another commit's
+])
+def test_images_current_for_this_commit_need_no_builder(tmp_path, built, current):
+    head = run(["git", "rev-parse", "HEAD"], dict(os.environ)).stdout.strip()
+    if current and run(["git", "status", "--porcelain", "--", *BUILD_INPUTS],
+                       dict(os.environ)).stdout:
+        pytest.skip("the build's inputs have uncommitted changes, so no image can be current")
+    env = docker_standin(tmp_path, buildx=True, built=built.format(head=head))
+    proc = run(["scripts/images.sh", "current"], env, check=False)
+    assert proc.returncode == (0 if current else 1), proc.stderr
+    # Either way it only looks: no pull of the builder, no build.
+    assert not [c for c in calls(tmp_path) if c.startswith(("pull", "buildx build"))]
+    if current:
+        assert proc.stderr.startswith("images: ") and "not rebuilt" in proc.stderr
 
 
 def test_docker_run_stop_save(docker_built, tmp_path):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = REPO / "scripts" / "local.sh"
@@ -58,6 +60,12 @@ def test_the_lifecycle_runs_in_the_kubelets_order_and_passes(release_binaries: P
     assert "  app | sidecar replied: Sidecar application\n" in result.stdout
     assert "  app | main application\n" in result.stdout
     assert re.search(r"  sidecar \| .*stopped requests_served=2 ", result.stdout)
+    # Ready means what job.yaml's postStart hook waits for: the same path.
+    job = yaml.safe_load((REPO / "job.yaml").read_text())
+    (sidecar,) = job["spec"]["template"]["spec"]["initContainers"]
+    hook = sidecar["lifecycle"]["postStart"]["exec"]["command"]
+    hook_path = urllib.parse.urlsplit(hook[hook.index("--url") + 1]).path
+    assert details["sidecar ready"].startswith(f"{hook_path} answered 200 on 127.0.0.1:")
 
 
 def test_an_app_that_fails_fails_the_run(release_binaries: Path) -> None:

@@ -80,6 +80,23 @@ def test_pod_lifecycle_podman(built):
     check_pod_run(proc, output, "podman")
 
 
+BUILD_INPUTS = ["Cargo.toml", "Cargo.lock", "app", "sidecar", "lifecycle", "testkit", "docker",
+                "images.env"]
+
+
+def test_make_pod_with_this_commits_images_needs_no_builder(built):
+    # A new shell after `make images`: whatever builder RUST_IMAGE names cannot be had, and the
+    # images are this commit's, so `make pod` runs the Pod without building.
+    if run(["git", "status", "--porcelain", "--", *BUILD_INPUTS], built).stdout:
+        pytest.skip("the build's inputs have uncommitted changes, so no image can be current")
+    env = dict(pod_env(built, "podman", "1s"), RUST_IMAGE="localhost/no-such-builder:none")
+    env.pop("BUILD_OPTS", None)
+    proc = run(["make", "--no-print-directory", "pod"], env, timeout=180, check=False)
+    check_pod_run(proc, proc.stdout + proc.stderr, "podman")
+    assert "not rebuilt" in proc.stderr
+    assert " build " not in proc.stderr
+
+
 def test_pod_fails_when_the_app_fails(built):
     # A malformed duration is the app's usage error (exit 2): pod.sh must say so and fail, and
     # still stop the sidecar cleanly.
