@@ -289,10 +289,10 @@ EOF
 }
 
 up() {
+  check
   dir=$1
   mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
   [[ -z $(ls -A "$dir") ]] || die "$dir is not empty"
-  check
   mkdir -p "$dir"/{logs,pids,containerd,kubelet,kubeconfig}
   : >"$dir/undo"
   step=build; bin=$("$e2e/build.sh" "$minor")

@@ -1,0 +1,69 @@
+"""`e2e/node.sh` where it cannot run: not Linux, not root, a build tool missing. Each ends at
+once with one line naming what is needed and a non-zero exit, and starts nothing."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE = ROOT / "e2e" / "node.sh"
+TOOLS = ["bash", "env", "cat", "sed", "grep", "mkdir", "ls", "dirname", "id", "ip", "iptables-save",
+         "findmnt", "curl", "cc", "pkg-config", "go", "uname", "podman", "docker"]
+
+
+@pytest.fixture
+def path(tmp_path):
+    """A PATH of links to this machine's tools, so that a test can take one away or fake it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in TOOLS:
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    return bin_dir
+
+
+def node(path, *args, user=None):
+    command = ["bash", str(NODE), *args]
+    if user is not None:
+        command = [shutil.which("setpriv"), f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
+    return subprocess.run(command, env={"PATH": str(path), "HOME": "/nonexistent"},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_not_linux(path, tmp_path):
+    (path / "uname").unlink()
+    (path / "uname").write_text("#!/bin/sh\necho Darwin\n")
+    (path / "uname").chmod(0o755)
+    result = node(path, "up", str(tmp_path / "node"))
+    assert (result.returncode, result.stderr) == (3, "e2e-node: needs Linux (the kubelet and containerd run as root processes here)\n")
+    assert not (tmp_path / "node").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root, to drop it")
+def test_not_root(tmp_path):
+    # The system's PATH: pytest's temporary directories are closed to other users.
+    result = node("/usr/local/bin:/usr/bin:/bin", "up", str(tmp_path / "node"), user=65534)
+    assert (result.returncode, result.stderr) == (3, "e2e-node: needs root: sudo make e2e-node (it starts containerd and the kubelet)\n")
+    assert not (tmp_path / "node").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the check for tools comes after the one for root")
+def test_missing_tools_are_named_in_one_line(path, tmp_path):
+    for tool in ("go", "cc", "curl"):
+        (path / tool).unlink(missing_ok=True)
+    result = node(path, "up", str(tmp_path / "node"))
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("e2e-node: needs: Go 1.26+ (https://go.dev/doc/install);a C compiler, for runc")
+    assert result.stderr.rstrip().endswith("curl")
+    assert not (tmp_path / "node").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the version is checked after root")
+def test_unsupported_version(path):
+    result = subprocess.run(["bash", str(NODE), "check"], env={"PATH": str(path), "K8S": "1.28"},
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stderr) == (2, "e2e-node: K8S must be 1.37 or 1.35, not '1.28'\n")
