@@ -1,32 +1,17 @@
-"""What the e2e-node tests share: the running node, polling with a deadline, the report."""
+"""What the e2e-node tests share: the running node and the report."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = ROOT / "e2e" / "node.sh"
 # Lines printed at the end of the run, under "e2e-node": what the tests measured.
 REPORT: list[str] = []
-
-
-def wait_for(what: str, seconds: float, probe):
-    """The first truthy value of probe(), polled until the deadline; fails naming `what`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {seconds:.0f}s")
-        time.sleep(0.2)  # the polling interval
 
 
 @dataclass

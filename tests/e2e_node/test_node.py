@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from kubernetes.utils import parse_quantity
 
-from e2e_support import REPORT, ROOT, wait_for
+from e2e_support import REPORT, ROOT
+from images_support import wait_for
 
 KIND_DEMO = ROOT / "scripts" / "kind-demo.sh"
 JOB_YAML = ROOT / "job.yaml"
@@ -103,17 +104,17 @@ def run_job(node, tmp_path: Path, mode: str, manifest: Path, inspect: set[str] =
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watch = ready = None
     try:
-        wait_for(f"job/{name} created", 60, lambda: node.kubectl("get", "job", name, check=False).returncode == 0)
+        wait_for(f"job/{name} created", lambda: node.kubectl("get", "job", name, check=False).returncode == 0, 60)
         watch = subprocess.Popen(["kubectl", "--context", node.settings["KUBE_CONTEXT"], "get", "job", name, "-w"],
                                  env=node.env, stdout=subprocess.PIPE, text=True)
-        wait_for(f"a Pod of job/{name}", 60,
-                 lambda: node.get("pods", "-l", f"batch.kubernetes.io/job-name={name}")["items"])
+        wait_for(f"a Pod of job/{name}", lambda: node.get("pods", "-l", f"batch.kubernetes.io/job-name={name}")["items"],
+                 60, interval=0.2)
         ready = subprocess.Popen(["kubectl", "--context", node.settings["KUBE_CONTEXT"], "wait", "--for=condition=Ready",
                                   "pod", "-l", f"batch.kubernetes.io/job-name={name}", "--timeout=90s"],
                                  env=node.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         processes = {}
         if inspect:
-            pod = wait_for(f"{sorted(inspect)} running", 90, lambda: pod_with_running(node, name, set(inspect)))
+            pod = wait_for(f"{sorted(inspect)} running", lambda: pod_with_running(node, name, set(inspect)), 90, interval=0.2)
             processes = {container: process_of(node, pod, container) for container in inspect}
         stdout, stderr = demo.communicate(timeout=300)
         seconds = time.monotonic() - started
