@@ -219,7 +219,7 @@ def test_the_sidecar_is_ready_before_the_app_starts_and_stopped_after_it_exits(n
     hook = next(i for i, (_, line) in enumerate(containerd)
                 if f'ExecSync for \\"{sidecar_id}\\" with command [/sidecar wait-ready' in line and "--timeout 30s" in line)
     hook_returned = next(at for at, line in containerd[hook:] if f'ExecSync for \\"{sidecar_id}\\" returns with exit code 0' in line)
-    app_created = first(containerd, f"for container name:\\\"app\\\"", sandbox=pod)
+    app_created = first(containerd, "for container name:\\\"app\\\"", sandbox=pod)
     sidecar_stopped = first(containerd, f'StopContainer for \\"{sidecar_id}\\" with timeout')
     app_log, sidecar_log = log_lines(node, pod, "app"), log_lines(node, pod, "sidecar")
     sigterm = next(at for at, text in sidecar_log if "shutting down" in text and "SIGTERM" in text)
