@@ -532,19 +532,11 @@ def numbers(path: Path) -> set[str]:
     return set(re.findall(r"\d+(?:\.\d+)*", text))
 
 
-# docs/README.ja.md still translates the README as it was before the docs/ pages took the reference
-# (issue 18); the Japanese rewrite makes these two pass, and strict=True then fails them until
-# this mark is removed, so the checks come back on by themselves.
-JA_PENDING = pytest.mark.xfail(strict=True, reason="docs/README.ja.md translates the old README")
-
-
-@JA_PENDING
 def test_japanese_readme_shows_the_same_commands_and_output():
     english, japanese = comparable_blocks(README), comparable_blocks(README_JA)
     assert japanese == english
 
 
-@JA_PENDING
 def test_japanese_readme_has_the_same_numbers():
     english, japanese = numbers(README), numbers(README_JA)
     assert japanese == english, (
