@@ -37,7 +37,14 @@ def detached(binary: Path, env: dict[str, str]) -> int:
     shell = subprocess.run(["sh", "-c", '"$0" --listen 127.0.0.1:0 >/dev/null 2>&1 & echo $!',
                             str(binary)], env=env, check=True, capture_output=True, text=True,
                            timeout=30)
-    return int(shell.stdout)
+    pid = int(shell.stdout)
+    # The shell's output ends once its background child has redirected its own, which is before
+    # that child execs the binary: until then it is still a shell, by name.
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/comm").read_text().strip() != binary.name:
+        assert time.monotonic() < deadline, f"{pid} never became {binary.name}"
+        time.sleep(0.01)
+    return pid
 
 
 def stop(pid: int) -> None:

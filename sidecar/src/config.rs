@@ -75,9 +75,10 @@ const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 fn parse_header_read_timeout(text: &str) -> Result<Duration, String> {
     let timeout = parse_duration(text)?;
     if timeout.is_zero() {
-        // hyper would then cut off every request whose head is not already
-        // complete when the connection is accepted: a sidecar that fails at
-        // random rather than one without a timeout.
+        // Each connection's deadline (connection.rs) would then be its
+        // accept: every request whose head is not already complete when the
+        // connection is first polled would be cut off, a sidecar that fails
+        // at random rather than one without a timeout.
         return Err("more than 0s is needed, or requests still arriving are cut off".into());
     }
     if timeout > MAX_HEADER_READ_TIMEOUT {

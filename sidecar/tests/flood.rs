@@ -293,30 +293,32 @@ fn assert_under_the_bound(pid: u32, when: &str) {
     );
 }
 
-/// True, after saying so, when the binary runs under an emulator
-/// (`make test-arm64`): qemu-user's own memory (about 25 MiB) counts in the
-/// sidecar's RSS, and thousands of emulated connections outlast the floods'
-/// waits. The cap is the same code on every architecture; these floods run
-/// natively in `make test`.
-fn skipped_under_an_emulator(test: &str) -> bool {
-    let Some(runner) = testkit::runner() else {
-        return false;
-    };
-    eprintln!(
-        "SKIPPED {test}: the sidecar runs under {runner}, whose own memory and speed this flood would measure"
-    );
-    true
+/// Readies this test for a flood of thousands of clients: takes the floods'
+/// turn (see [`one_flood_at_a_time`]), held until the guard is dropped, and
+/// enough open files. None, after saying so, when the binary runs under an
+/// emulator (`make test-arm64`): qemu-user's own memory (about 25 MiB) counts
+/// in the sidecar's RSS, and thousands of emulated connections outlast the
+/// floods' waits. The cap is the same code on every architecture; these
+/// floods run natively in `make test`.
+fn ready_for_a_large_flood(test: &str) -> Option<MutexGuard<'static, ()>> {
+    if let Some(runner) = testkit::runner() {
+        eprintln!(
+            "SKIPPED {test}: the sidecar runs under {runner}, whose own memory and speed this flood would measure"
+        );
+        return None;
+    }
+    let turn = one_flood_at_a_time();
+    ensure_open_files(OPEN_FILES);
+    Some(turn)
 }
 
 #[test]
 fn floods_of_idle_clients_and_unfinished_heads_stay_under_the_bound_and_the_sidecar_recovers() {
-    if skipped_under_an_emulator(
+    let Some(_turn) = ready_for_a_large_flood(
         "floods_of_idle_clients_and_unfinished_heads_stay_under_the_bound_and_the_sidecar_recovers",
-    ) {
+    ) else {
         return;
-    }
-    let _turn = one_flood_at_a_time();
-    ensure_open_files(OPEN_FILES);
+    };
     // The header-read timeout is longer than the test: only the cap bounds
     // what the flood holds. The sidecar's own open-file limit is left as
     // it is: with the cap it never needs more.
@@ -367,11 +369,11 @@ fn floods_of_idle_clients_and_unfinished_heads_stay_under_the_bound_and_the_side
 
 #[test]
 fn sigterm_during_a_flood_exits_0_within_the_shutdown_deadline() {
-    if skipped_under_an_emulator("sigterm_during_a_flood_exits_0_within_the_shutdown_deadline") {
+    let Some(_turn) =
+        ready_for_a_large_flood("sigterm_during_a_flood_exits_0_within_the_shutdown_deadline")
+    else {
         return;
-    }
-    let _turn = one_flood_at_a_time();
-    ensure_open_files(OPEN_FILES);
+    };
     let deadline = Duration::from_secs(2);
     let (mut sidecar, addr) = start(&["--header-read-timeout", "1m", "--shutdown-timeout", "2s"]);
     let baseline = sockets(sidecar.pid());
@@ -550,13 +552,11 @@ fn new_clients_are_served(addr: SocketAddr, during: &str) -> Duration {
 
 #[test]
 fn under_each_flood_a_new_client_is_served_within_a_second_and_a_steady_one_sees_no_failure() {
-    if skipped_under_an_emulator(
+    let Some(_turn) = ready_for_a_large_flood(
         "under_each_flood_a_new_client_is_served_within_a_second_and_a_steady_one_sees_no_failure",
-    ) {
+    ) else {
         return;
-    }
-    let _turn = one_flood_at_a_time();
-    ensure_open_files(OPEN_FILES);
+    };
     // The defaults: 256 connections, a header-read timeout of 10 s, a
     // shutdown deadline of 5 s.
     let (mut sidecar, addr) = start(&[]);

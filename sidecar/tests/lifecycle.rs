@@ -4,10 +4,10 @@
 // Helpers too may unwrap: in a test, a panic is a failure with a line number.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod support;
 
@@ -262,6 +262,23 @@ fn listening_on(addr: SocketAddr) -> Process {
     sidecar
 }
 
+/// The next connection to `listener`, polled for until `within`: a waiter
+/// that never connects fails the test instead of hanging it.
+fn accept_within(listener: &TcpListener, within: Duration) -> TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + within;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => return stream,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no connection within {within:?}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => panic!("accept: {err}"),
+        }
+    }
+}
+
 #[test]
 fn wait_ready_keeps_trying_until_a_sidecar_started_during_the_wait_answers() {
     // As in a Pod, where the postStart hook may start before the server
@@ -289,7 +306,7 @@ fn wait_ready_gives_up_an_attempt_that_stalls_and_retries_until_a_sidecar_answer
     let addr = stalling.local_addr().unwrap();
     let url = format!("http://{addr}/readyz");
     let mut waiter = waiting_for(&url);
-    let (_stalled, _) = stalling.accept().unwrap();
+    let _stalled = accept_within(&stalling, STARTUP);
     drop(stalling);
     let mut sidecar = listening_on(addr);
 

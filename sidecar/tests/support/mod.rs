@@ -52,7 +52,7 @@ pub fn listening_address(sidecar: &Process) -> SocketAddr {
 }
 
 /// A connection with timeouts, so that a hung server fails the test.
-#[allow(dead_code, reason = "only hostile.rs opens bare connections")]
+#[allow(dead_code, reason = "lifecycle.rs opens no bare connection")]
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream
