@@ -3,10 +3,10 @@
 job.yaml is read with kubectl (`patch --local`, no cluster): the sidecar's memory and CPU limits,
 its environment and the Pod's grace period. The container runs on the host's network namespace,
 as the sidecar shares its Pod's with the app, and the test's clients play the flood: 3,000 of
-them connect at once, and those accepted send 8 KB of a request head they never finish. The
-container must not be OOM-killed, its peak memory stays under MEMORY_BOUND, it answers again
-once the flood is gone, and SIGTERM during a second flood still ends in exit 0 within the
-shutdown deadline.
+them connect at once, and those still open send 8 KB of a request head they never finish. The
+container must not be OOM-killed, its peak memory stays under MEMORY_BOUND, it serves a new
+client within a second during the flood and again once it is gone, and SIGTERM during a second
+flood still ends in exit 0 within the shutdown deadline.
 
 The readiness and liveness probes are exec probes (the sidecar listens on loopback only): run
 with `podman exec` as the kubelet runs them, in a container with only a loopback interface and
@@ -145,8 +145,7 @@ def peak_memory(pid: int) -> int:
 
 def flood(address: tuple[str, int], pid: int, baseline: int) -> list[socket.socket]:
     """CLIENTS connections attempted at once; once the sidecar holds its cap of them, each
-    accepted one sends an unfinished 8 KB head. Returns the sockets, to be closed by the
-    caller."""
+    still open sends an unfinished 8 KB head. Returns the sockets, to be closed by the caller."""
     cap = int(from_job(f'{{{SIDECAR}.env[?(@.name=="SIDECAR_MAX_CONNECTIONS")].value}}'))
     clients = []
     for _ in range(CLIENTS):
@@ -154,14 +153,16 @@ def flood(address: tuple[str, int], pid: int, baseline: int) -> list[socket.sock
         client.setblocking(False)
         client.connect_ex(address)
         clients.append(client)
-    wait_for("the cap reached", lambda: sockets(pid) - baseline == cap, timeout=FLOOD_WAIT)
+    # At the cap each new connection takes an older one's place, so for a moment the sidecar
+    # holds one socket more: the one just accepted and the one it closes (docs/availability.md).
+    wait_for("the cap reached", lambda: sockets(pid) - baseline >= cap, timeout=FLOOD_WAIT)
     for client in clients:
         try:
             client.send(HEAD)
         except OSError:
-            pass  # still connecting: the kernel holds it back
+            pass  # still connecting, or closed to make room
     wait_for("the heads read", lambda: heads_read(address[1]) >= cap, timeout=FLOOD_WAIT)
-    assert sockets(pid) - baseline == cap
+    assert cap <= sockets(pid) - baseline <= cap + 1
     return clients
 
 
@@ -199,6 +200,10 @@ def test_a_flood_stays_inside_job_yaml_limits_and_sigterm_still_exits_0(built, s
     print(f"\npeak RSS with {CLIENTS} clients holding 8 KB heads: {peak // 1024} KiB")
     assert peak < MEMORY_BOUND, peak
     assert state(name, built)[2] == "running"
+    # A new client is served while the flood holds every place, inside job.yaml's limits.
+    started = time.monotonic()
+    assert http_get(f"{base}/")[0] == 200
+    assert time.monotonic() - started < 1
     close(clients)
 
     # Once the flood is gone, the sidecar answers again.
