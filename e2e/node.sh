@@ -44,7 +44,9 @@ check() {
   source "$root/scripts/lib/engine.sh"
   find_engine
   [[ -n $engine ]] || missing+=("Docker or podman with a running engine, for make images")
-  ((${#missing[@]} == 0)) || { say "needs: $(IFS=';'; echo "${missing[*]}")"; exit 3; }
+  local list
+  printf -v list '%s; ' "${missing[@]}"
+  ((${#missing[@]} == 0)) || { say "needs: ${list%; }"; exit 3; }
 }
 
 # --- up -----------------------------------------------------------------------------------

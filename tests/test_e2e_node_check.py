@@ -57,7 +57,7 @@ def test_missing_tools_are_named_in_one_line(path, tmp_path):
     result = node(path, "up", str(tmp_path / "node"))
     assert result.returncode == 3
     assert result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("e2e-node: needs: Go 1.26+ (https://go.dev/doc/install);a C compiler, for runc")
+    assert result.stderr.startswith("e2e-node: needs: Go 1.26+ (https://go.dev/doc/install); a C compiler, for runc")
     assert result.stderr.rstrip().endswith("curl")
     assert not (tmp_path / "node").exists()
 
