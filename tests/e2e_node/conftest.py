@@ -30,7 +30,8 @@ def node():
         settings = dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
         running = Node(settings)
         version = running.get("nodes")["items"][0]["status"]["nodeInfo"]
-        REPORT.append(f"node Ready in {time.monotonic() - started:.0f}s: kubelet {version['kubeletVersion']}, "
+        REPORT.append(f"e2e/node.sh up took {time.monotonic() - started:.0f}s (a build included, if one was needed): "
+                      f"kubelet {version['kubeletVersion']}, "
                       f"{version['containerRuntimeVersion']}, {version['osImage']}, kernel {version['kernelVersion']}")
         yield running
     finally:
