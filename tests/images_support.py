@@ -109,6 +109,16 @@ def exports(text: str) -> dict[str, str]:
     return values
 
 
+def kubectl_objects(text: str) -> list[dict]:
+    """The objects in what `kubectl get -o json` wrote, once or several times one after another:
+    a List's items, or the objects themselves."""
+    found, at = [], 0
+    while text[at:].strip():
+        obj, at = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
+        found.extend(obj.get("items", [obj]))
+    return found
+
+
 def wait_for(what: str, check, timeout: float, interval: float = 0.05):
     """Polls `check` until it returns something truthy, failing after `timeout` seconds."""
     deadline = time.monotonic() + timeout

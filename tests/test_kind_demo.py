@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from images_support import kubectl_objects
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "kind-demo.sh"
@@ -215,12 +216,8 @@ else:
 
 
 def objects(fixture):
-    """The Job and the Pod in a fixture: a List, or the objects one after another."""
-    text, found, at = (FIXTURES / fixture).read_text(), [], 0
-    while text[at:].strip():
-        obj, at = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
-        found.extend(obj.get("items", [obj]))
-    return {o["kind"]: o for o in found}
+    """The Job and the Pod in a fixture, by kind."""
+    return {o["kind"]: o for o in kubectl_objects((FIXTURES / fixture).read_text())}
 
 
 @pytest.fixture

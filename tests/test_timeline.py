@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from images_support import kubectl_objects
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -81,12 +82,8 @@ def run(offline_kubeconfig, tmp_path):
 
 
 def read(fixture):
-    """The Job and the Pod in a fixture: a List, or the objects one after another."""
-    text, found, at = (FIXTURES / fixture).read_text(), [], 0
-    while text[at:].strip():
-        obj, at = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
-        found.extend(obj.get("items", [obj]))
-    return found
+    """The Job and the Pod in a fixture."""
+    return kubectl_objects((FIXTURES / fixture).read_text())
 
 
 def parts(objects):

@@ -20,7 +20,7 @@ import pytest
 from kubernetes.utils import parse_quantity
 
 from e2e_support import REPORT, ROOT
-from images_support import wait_for
+from images_support import kubectl_objects, wait_for
 
 KIND_DEMO = ROOT / "scripts" / "kind-demo.sh"
 JOB_YAML = ROOT / "job.yaml"
@@ -48,17 +48,6 @@ class Run:
         pod = self.of_kind("Pod")["status"]
         statuses = pod.get("initContainerStatuses", []) + pod.get("containerStatuses", [])
         return next(status for status in statuses if status["name"] == container)
-
-
-def parse_objects(text: str) -> list[dict]:
-    """The JSON documents `kubectl get -o json` wrote one after another (a List, or objects)."""
-    decoder, objects, at = json.JSONDecoder(), [], 0
-    while at < len(text.rstrip()):
-        document, at = decoder.raw_decode(text, at)
-        objects += document["items"] if document["kind"] == "List" else [document]
-        while at < len(text) and text[at].isspace():
-            at += 1
-    return objects
 
 
 def process_of(node, pod: dict, container: str) -> dict:
@@ -120,7 +109,7 @@ def run_job(node, tmp_path: Path, mode: str, manifest: Path, inspect: set[str] =
         seconds = time.monotonic() - started
         watch.terminate()
         watched = [line.rstrip() for line in watch.communicate(timeout=30)[0].splitlines()]
-        objects = parse_objects(recorded.read_text()) if recorded.exists() else []
+        objects = kubectl_objects(recorded.read_text()) if recorded.exists() else []
         if os.environ.get("E2E_RECORD") and manifest in (JOB_YAML, LEGACY_YAML) and recorded.exists():
             shutil.copy(recorded, Path(os.environ["E2E_RECORD"]) / f"{mode}-{os.environ.get('K8S', '1.37')}.json")
         events = pod_events(node, next((item for item in objects if item["kind"] == "Job"), None))
