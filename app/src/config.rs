@@ -18,12 +18,14 @@ pub struct Config {
     pub sleep: Duration,
 
     /// Before working, GET this URL until it answers 200 and print the reply:
-    /// proof that the sidecar was up first. An IP address, not a name
-    /// (e.g. http://127.0.0.1:8080/). Unset: no check.
+    /// proof that the sidecar was up first; after working, GET it again the
+    /// same way. An IP address, not a name (e.g. http://127.0.0.1:8080/).
+    /// Unset: no calls.
     #[arg(long, env = "APP_SIDECAR_URL", value_name = "URL")]
     pub sidecar_url: Option<HttpUrl>,
 
-    /// How long to keep trying the sidecar before giving up with exit code 1.
+    /// How long each call keeps trying the sidecar before giving up with exit
+    /// code 1.
     #[arg(long, env = "APP_SIDECAR_WAIT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub sidecar_wait: Duration,
 

@@ -8,7 +8,11 @@
 //!    would be lost.
 //! 3. Set up logging; a bad `RUST_LOG` is a usage error (exit 2).
 //! 4. Optionally wait until the sidecar answers, and print its reply.
-//! 5. Work (sleep), print `main application`, exit 0.
+//! 5. Work (sleep).
+//! 6. Call the sidecar again, as a real app calls its sidecar more than once
+//!    (to report, to flush): retried as at step 4, which also covers a sidecar
+//!    that the kubelet restarted meanwhile (restartPolicy: Always).
+//! 7. Print `main application`, exit 0.
 //!
 //! A signal from 2 on ends the process at once with 143 (SIGTERM) or 130
 //! (SIGINT). In a Job that matters: exit 0 would tell Kubernetes the work was
@@ -74,6 +78,12 @@ async fn work(config: &Config) -> anyhow::Result<()> {
     }
     info!(sleep = ?config.sleep, "working");
     tokio::time::sleep(config.sleep).await;
+    if let Some(url) = &config.sidecar_url {
+        lifecycle::wait_until_ok(url, config.sidecar_wait)
+            .await
+            .context("the sidecar did not answer after the work")?;
+        info!(%url, "the sidecar answered again after the work");
+    }
     writeln!(stdout, "main application").context("cannot write to stdout")?;
     info!("done");
     Ok(())

@@ -36,13 +36,19 @@ fn waiting_app(url: &str) -> Process {
     Process::spawn(command)
 }
 
-/// A stand-in sidecar that answers one request with `body`, on a port that
-/// is bound before the app starts.
-fn one_shot_server(body: &'static str) -> SocketAddr {
+/// A stand-in sidecar that answers the app's two calls (before and after its
+/// work) with `body`, on a port that is bound before the app starts.
+fn two_shot_server(body: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || answer_once(&listener, body));
+    std::thread::spawn(move || answer_twice(&listener, body));
     addr
+}
+
+/// Answers the app's call before its work and the one after it.
+fn answer_twice(listener: &TcpListener, body: &str) {
+    answer_once(listener, body);
+    answer_once(listener, body);
 }
 
 /// Accepts one connection on `listener`, reads the request head and answers
@@ -82,7 +88,7 @@ fn the_sleep_comes_from_the_environment_too() {
 
 #[test]
 fn prints_the_sidecars_reply_before_working() {
-    let sidecar = one_shot_server("Sidecar application\n");
+    let sidecar = two_shot_server("Sidecar application\n");
     let url = format!("http://{sidecar}/");
     let mut app = Process::spawn(app(&["--sleep", "1ms", "--sidecar-url", &url]));
     assert_eq!(app.wait_exit(STARTUP).code(), 0);
@@ -101,7 +107,7 @@ fn keeps_trying_until_the_sidecar_is_up() {
     app.wait_for_log("not ready yet", STARTUP);
     // Only now, after a refused attempt, does the "sidecar" come up, on the
     // port the app keeps trying.
-    answer_once(&TcpListener::bind(port.addr()).unwrap(), "up\n");
+    answer_twice(&TcpListener::bind(port.addr()).unwrap(), "up\n");
     assert_eq!(app.wait_exit(STARTUP).code(), 0);
     assert_eq!(app.stdout(), "sidecar replied: up\nmain application\n");
 }
@@ -113,7 +119,7 @@ fn a_sidecar_that_accepts_and_stalls_is_retried_until_it_answers() {
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         let (_stalled, _) = listener.accept().unwrap();
-        answer_once(&listener, "up after a stall\n");
+        answer_twice(&listener, "up after a stall\n");
     });
     let mut app = waiting_app(&format!("http://{addr}/"));
     assert_eq!(app.wait_exit(STARTUP).code(), 0);
@@ -147,6 +153,48 @@ fn a_sidecar_that_never_answers_is_one_clear_error_and_exit_1() {
     assert!(
         errors[0].starts_with(&format!(
             "app: error: the sidecar is not up: {url} did not answer 200 within 300ms: cannot connect"
+        )),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn calls_the_sidecar_again_after_the_work() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || answer_twice(&listener, "up\n"));
+    let mut app = Process::spawn(app(&["--sleep", "200ms", "--sidecar-url", &url]));
+    assert_eq!(app.wait_exit(STARTUP).code(), 0);
+    app.wait_for_log("the sidecar answered again after the work", PROMPT_EXIT);
+    assert_eq!(app.stdout(), "sidecar replied: up\nmain application\n");
+}
+
+#[test]
+fn a_sidecar_gone_after_the_work_is_exit_1_without_main_application() {
+    // Answers the first call, then is gone: the port is released and refuses.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let first_call = std::thread::spawn(move || answer_once(&listener, "up\n"));
+    let mut app = Process::spawn(app(&[
+        "--sleep",
+        "200ms",
+        "--sidecar-url",
+        &url,
+        "--sidecar-wait",
+        "300ms",
+    ]));
+    first_call.join().unwrap();
+    assert_eq!(app.wait_exit(STARTUP).code(), 1);
+    assert_eq!(app.stdout(), "sidecar replied: up\n", "the work must not count as done");
+    let errors: Vec<_> = app
+        .stderr()
+        .into_iter()
+        .filter(|line| line.contains("error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "app: error: the sidecar did not answer after the work: {url} did not answer 200 within 300ms"
         )),
         "{errors:#?}"
     );
