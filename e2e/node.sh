@@ -9,8 +9,11 @@
 #   e2e/node.sh up DIR             builds what is missing, starts the node in DIR (empty or new),
 #                                  loads the pause image and job.yaml's images, waits for Ready;
 #                                  prints the environment to reach it (KUBECONFIG, ...)
-#   e2e/node.sh down DIR           stops every process by PID, unmounts, undoes, removes DIR
+#   e2e/node.sh down DIR           stops every process by PID, unmounts, undoes, removes DIR;
+#                                  refuses a DIR that `up` did not make
 #   e2e/node.sh logs DIR           the last lines of each component's log
+#   e2e/node.sh stop-kubelet DIR   stops the kubelet alone (its containers keep running)
+#   e2e/node.sh start-kubelet DIR  starts it again, as `up` did
 #
 # K8S: 1.37 (default) or 1.35. CONTAINER_TOOL: the engine make images used (docker or podman).
 # Exit status: 0 done, 1 failed (after `up` fails, run `down`), 2 usage, 3 not runnable here.
@@ -25,6 +28,8 @@ cluster='e2e-node'
 node=127.0.0.1
 bridge=e2enode0
 cgroup_root=/e2e-node
+# Written by `up` into its directory, first: the proof `down` asks for before it kills or removes.
+marker=.e2e-node
 say() { echo "e2e-node: $*" >&2; }
 die() { say "$*"; exit 1; }
 
@@ -233,10 +238,14 @@ pause_image_build() {
 kubelet_up() {
   local name value family hierarchy
   # The kubelet sets these on the host (setupKernelTunables); they are put back.
+  local restore=()
   for name in vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes; do
     value=$(cat "/proc/sys/$name")
     undo "echo $value >/proc/sys/$name"
+    restore+=("${name//\//.}=$value")
   done
+  # `down` puts them back; a run killed before it leaves them changed.
+  say "the kubelet changes host sysctls; if this run is killed before 'e2e/node.sh down $dir', restore them with: sysctl -w ${restore[*]}"
   # The kubelet's iptables chains, those that were not there already.
   for family in iptables ip6tables; do
     command -v "$family-save" >/dev/null || continue
@@ -281,8 +290,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 EOF
-  start kubelet "$bin/kubelet" --config "$dir/kubelet/config.yaml" --kubeconfig "$dir/kubeconfig/kubelet.conf" \
-    --root-dir "$dir/kubelet/root" --cert-dir "$dir/kubelet/pki" --hostname-override "$node" --v 2
+  kubelet_start
   await "the node's registration" 120 "${kubectl[@]}" get node "$node"
   "${kubectl[@]}" wait --for=condition=Ready "node/$node" --timeout=120s >/dev/null
   say "node $node: Ready"
@@ -290,11 +298,24 @@ EOF
   await "the default service account" 60 "${kubectl[@]}" get serviceaccount default
 }
 
+kubelet_start() {
+  start kubelet "$bin/kubelet" --config "$dir/kubelet/config.yaml" --kubeconfig "$dir/kubeconfig/kubelet.conf" \
+    --root-dir "$dir/kubelet/root" --cert-dir "$dir/kubelet/pki" --hostname-override "$node" --v 2
+}
+
+# A node's directory, as `up` made it: `down` and the kubelet's verbs act on nothing else.
+node_dir() {
+  dir=$(cd "$1" 2>/dev/null && pwd) || return 1
+  [[ -f $dir/$marker ]] || { say "$dir was not made by 'e2e/node.sh up' (no $marker in it): refusing"; exit 1; }
+  bin=$(cat "$dir/bin" 2>/dev/null) || bin=  # none if `up` failed before its build
+}
+
 up() {
   check
   dir=$1
   mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
   [[ -z $(ls -A "$dir") ]] || die "$dir is not empty"
+  echo "made by e2e/node.sh up; removed by e2e/node.sh down" >"$dir/$marker"
   mkdir -p "$dir"/{logs,pids,containerd,kubelet,kubeconfig}
   : >"$dir/undo"
   step=build; bin=$("$e2e/build.sh" "$minor")
@@ -354,12 +375,12 @@ drop_kubelet_chains() {
 remove_cgroup() { [[ ! -d $1 ]] || find "$1" -depth -type d -exec rmdir {} +; }
 
 down() {
-  dir=$(cd "$1" && pwd) || exit 0
+  node_dir "$1" || exit 0
   local ctr pid name line
   # The kubelet first, so that it restarts nothing; then every container, through containerd,
   # so that no shim or container process outlives it.
   [[ ! -e $dir/pids/kubelet ]] || stop_pid "$(cat "$dir/pids/kubelet")" 20
-  ctr=("$(cat "$dir/bin" 2>/dev/null)/ctr" --address "$dir/containerd/containerd.sock" --namespace k8s.io)
+  ctr=("$bin/ctr" --address "$dir/containerd/containerd.sock" --namespace k8s.io)
   if [[ -S $dir/containerd/containerd.sock && -x ${ctr[0]} ]]; then
     for task in $("${ctr[@]}" tasks list --quiet 2>/dev/null); do
       "${ctr[@]}" tasks kill --signal SIGKILL "$task" >/dev/null 2>&1 || true
@@ -396,6 +417,9 @@ case ${1:-} in
     trap '[[ -z ${step:-} ]] || say "failed at step: $step"' EXIT
     up "$2" ;;
   down) [[ -n ${2:-} ]] || exit 2; down "$2" ;;
+  stop-kubelet) [[ -n ${2:-} ]] || exit 2; node_dir "$2" || die "no directory $2"; stop_pid "$(cat "$dir/pids/kubelet")" 20 ;;
+  start-kubelet) [[ -n ${2:-} ]] || exit 2; node_dir "$2" || die "no directory $2"; kubelet_start
+    await kubelet 60 curl -sf http://127.0.0.1:10248/healthz ;;
   logs) [[ -d ${2:-} ]] || exit 2; logs "$2" ;;
   *) sed -n 's/^#   e2e/e2e/p' "$0" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = ROOT / "e2e" / "node.sh"
-TOOLS = ["bash", "env", "cat", "sed", "grep", "mkdir", "ls", "dirname", "id", "ip", "iptables-save",
+TOOLS = ["bash", "env", "cat", "sed", "grep", "mkdir", "ls", "dirname", "id", "ip", "iptables-save", "sort",
          "findmnt", "curl", "cc", "pkg-config", "go", "uname", "podman", "docker"]
 
 
@@ -67,3 +67,38 @@ def test_unsupported_version(path):
     result = subprocess.run(["bash", str(NODE), "check"], env={"PATH": str(path), "K8S": "1.28"},
                             capture_output=True, text=True, timeout=60, check=False)
     assert (result.returncode, result.stderr) == (2, "e2e-node: K8S must be 1.37 or 1.35, not '1.28'\n")
+
+
+# What `down` could touch outside DIR, each replaced by a stand-in that only records its call.
+DESTRUCTIVE = ["rm", "rmdir", "find", "pgrep", "findmnt", "umount", "tac", "ip", "iptables", "ip6tables"]
+
+
+@pytest.fixture
+def recorded(path, tmp_path):
+    """The PATH, with every tool `down` could harm the machine with recording instead of acting:
+    should the refusal ever break, the test fails on the record and nothing is harmed."""
+    calls = tmp_path / "calls"
+    for tool in DESTRUCTIVE:
+        (path / tool).unlink(missing_ok=True)
+        (path / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >>{calls}\n')
+        (path / tool).chmod(0o755)
+    return calls
+
+
+@pytest.mark.parametrize("target", ["/", "/tmp"])
+def test_down_refuses_a_directory_up_did_not_make(path, recorded, target):
+    result = node(path, "down", target)
+    assert (result.returncode, result.stderr) == (
+        1, f"e2e-node: {target} was not made by 'e2e/node.sh up' (no .e2e-node in it): refusing\n")
+    assert not recorded.exists(), recorded.read_text()
+    assert Path(target).is_dir()
+
+
+def test_down_takes_down_a_directory_up_made(path, recorded, tmp_path):
+    # The same stand-ins see the work when the marker is there: the refusal above is the guard.
+    made = tmp_path / "node"
+    made.mkdir()
+    (made / ".e2e-node").write_text("made by e2e/node.sh up\n")
+    result = node(path, "down", str(made))
+    assert result.returncode == 0, result.stderr
+    assert f"rm -rf {made}\n" in recorded.read_text()
