@@ -234,7 +234,7 @@ def test_job_yaml_probes_pass_inside_the_container(built):
         args += ["--env", f"{key}={value}"]
     try:
         run(args + [images_env()["SIDECAR_IMAGE"]], built)
-        for probe in ("readinessProbe", "livenessProbe"):
+        for probe in ("livenessProbe",):
             command = json.loads(from_job(f"{{{SIDECAR}.{probe}.exec.command}}"))
             timeout = int(from_job(f"{{{SIDECAR}.{probe}.timeoutSeconds}}"))
 

@@ -61,7 +61,7 @@ def check_pod_run(proc, output: str, tool: str, grace: int = GRACE) -> None:
     ], output
     details = {event: detail for _, event, detail in events}
     assert details["postStart done"].startswith("/sidecar wait-ready ")
-    assert details["sidecar ready"] == "readinessProbe livenessProbe passed"
+    assert details["sidecar ready"] == "livenessProbe passed"
     assert details["app exited"] == "exit code 0"
     assert details["sidecar SIGTERM"] == f"{tool} stop, SIGKILL after {grace}s"
     assert details["sidecar exited"] == "exit code 0"
