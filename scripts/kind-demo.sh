@@ -6,7 +6,9 @@
 #   scripts/kind-demo.sh deploy | logs [FILE]            FILE: a Job manifest (job.yaml)
 #   scripts/kind-demo.sh run native|legacy FILE          deploy FILE, wait, timeline, verdict
 #   scripts/kind-demo.sh archives DIR [IMAGE...]         the node's archives of job.yaml's images
-#   scripts/kind-demo.sh timeline native|legacy FILE     FILE: a Job and its Pod, as JSON
+#   scripts/kind-demo.sh timeline native|legacy FILE [LOGS]
+#                                                        FILE: a Job and its Pod, as JSON; LOGS:
+#                                                        its containers' `kubectl logs --timestamps`
 #
 # Settings: KIND_CLUSTER (native-sidecar); K8S 1.37 (cluster.yaml), 1.35 (cluster-1.35.yaml) or
 # 1.28 (cluster-1.28.yaml); CONTAINER_TOOL docker or podman; JOB_TIMEOUT (seconds, 180).
@@ -152,22 +154,48 @@ template='{{define "at"}}{{.}}{{"\t"}}{{end}}
   {{- end}}{{end}}
 {{- end}}'
 
+# Each container's first and last log line, "TIME CONTAINER first|last line", in time order, from
+# `kubectl logs --all-containers --prefix --timestamps` ("[pod/NAME/CONTAINER] TIME TEXT"). The
+# kubelet's RFC 3339 times drop trailing zeros; padded to nanoseconds, they sort as text.
+log_order() {
+  awk '{
+    c = $1; sub(/.*\//, "", c); sub(/]$/, "", c)
+    t = $2; f = ""
+    if (match(t, /\.[0-9]+Z$/)) { f = substr(t, RSTART + 1, RLENGTH - 2); t = substr(t, 1, RSTART - 1) } else sub(/Z$/, "", t)
+    t = t "." substr(f "000000000", 1, 9) "Z"
+    if (!(c in first)) first[c] = t
+    last[c] = t
+  } END { for (c in first) { print first[c], c, "first line"; print last[c], c, "last line" } }' "$1" | sort
+}
+
 # Prints the timeline of the Job and the Pod in FILE (read without a cluster: `patch --local`),
-# then the verdict, decided from those lines.
+# then the verdict, decided from those lines. The API's times have one-second resolution, so
+# where LOGS is given the order of start and exit is read from the containers' own log lines.
 timeline() {
-  local mode=$1 events fails=()
+  local mode=$1 events order_lines fails=()
   events=$(kubectl patch --local -f "$2" --type merge -p '{}' -o go-template="$template") || exit 2
   events=$(sort -s -t$'\t' -k1,1 -k2,2n <<<"$events" | cut -f1,3 | tr '\t' ' ')
   printf '%s\n' "$events"
+  order_lines=$events
+  if [[ -n ${3:-} ]]; then
+    order_lines=$(log_order "$3")
+    printf 'order, from the containers'"'"' own log lines:\n%s\n' "$order_lines"
+  fi
   has() { [[ $events == *"$1"* ]]; }
-  order() { ! has "$1" || ! has "$2" || [[ $events == *"$1"*"$2"* ]] || fails+=("$3"); }
+  # A before B, in the log lines if given, else in the API's times (ties in the kubelet's order).
+  order() { [[ $order_lines != *"$1"* || $order_lines != *"$2"* || $order_lines == *"$1"*"$2"* ]] || fails+=("$3"); }
   if [[ $mode == native ]]; then
     has "sidecar started  native sidecar" || fails+=("sidecar is not a native sidecar (an init container with restartPolicy: Always)")
     has "job Complete" || fails+=("job did not complete")
     has "app exited       exit code 0 " || fails+=("app did not exit 0")
     has "sidecar exited   exit code 0 " || fails+=("sidecar did not exit 0")
-    order "sidecar started" "app started" "app started before the sidecar"
-    order "app exited" "sidecar exited" "sidecar exited before the app"
+    if [[ -n ${3:-} ]]; then
+      order "sidecar first line" "app first line" "app started before the sidecar"
+      order "app last line" "sidecar last line" "sidecar exited before the app"
+    else
+      order "sidecar started" "app started" "app started before the sidecar"
+      order "app exited" "sidecar exited" "sidecar exited before the app"
+    fi
     pass="job Complete; app and sidecar both exited 0, the sidecar started before the app and exited after it"
   else
     has "sidecar started  regular container" || fails+=("sidecar is not a regular container")
@@ -202,7 +230,12 @@ run() {
   fi
   "${kc[@]}" get events --field-selector "involvedObject.name=${pod#pod/}" --sort-by=.lastTimestamp >&2 || true
   [[ -z ${RUN_JSON:-} ]] || cp "$tmp/run.json" "$RUN_JSON"
-  timeline "$mode" "$tmp/run.json"
+  if [[ $mode == native ]] && "${kc[@]}" logs --all-containers --prefix --timestamps "$pod" >"$tmp/run.logs" 2>/dev/null; then
+    [[ -z ${RUN_LOGS:-} ]] || cp "$tmp/run.logs" "$RUN_LOGS"
+    timeline "$mode" "$tmp/run.json" "$tmp/run.logs"
+  else
+    timeline "$mode" "$tmp/run.json"
+  fi
 }
 
 case ${1:-} in
@@ -221,6 +254,6 @@ case ${1:-} in
   archives) [[ -n ${2:-} ]] || usage; archives "${@:2}" ;;
   demo) check_tools; cluster_up; make -C "$root" images CONTAINER_TOOL="$engine"; load_images; run native "$root/job.yaml" ;;
   demo-legacy) check_tools; cluster_up; make -C "$root" images CONTAINER_TOOL="$engine"; load_images; run legacy "$root/job-legacy.yaml" ;;
-  timeline) [[ ${2:-} =~ ^(native|legacy)$ && -r ${3:-} ]] || usage; timeline "$2" "$3" ;;
+  timeline) [[ ${2:-} =~ ^(native|legacy)$ && -r ${3:-} && (-z ${4:-} || -r ${4:-}) ]] || usage; timeline "$2" "$3" "${4:-}" ;;
   *) usage ;;
 esac

@@ -20,7 +20,7 @@ DEMO = ROOT / "scripts" / "demo.sh"
 FIXTURES = ROOT / "tests" / "fixtures"
 # What the script may use besides kind, kubectl, make and the container tool.
 BASICS = ["bash", "env", "sort", "head", "tail", "cut", "sed", "grep", "mktemp", "mkdir", "rm", "dirname",
-          "tr"]
+          "tr", "awk"]
 APP = "ghcr.io/example/native-sidecar-job/app:0.1.0"
 SIDECAR = "ghcr.io/example/native-sidecar-job/sidecar:0.1.0"
 

@@ -39,6 +39,24 @@ NATIVE_1_28 = """\
 PASS: job Complete; app and sidecar both exited 0, the sidecar started before the app and exited after it
 """
 
+# make e2e-node's run of job.yaml with an app that exits 1, with its containers' logs.
+APP_FAILS_1_37 = """\
+2026-12-05T04:16:24Z job/app-fails started
+2026-12-05T04:16:24Z pod/app-fails-69p9r started
+2026-12-05T04:16:24Z sidecar started  native sidecar: init container, restartPolicy Always
+2026-12-05T04:16:25Z app started      regular container
+2026-12-05T04:16:27Z app exited       exit code 1 (Error)
+2026-12-05T04:16:28Z sidecar exited   exit code 0 (Completed)
+2026-12-05T04:16:30Z job Failed       PodFailurePolicy
+order, from the containers' own log lines:
+2026-12-05T04:16:24.707055689Z sidecar first line
+2026-12-05T04:16:25.305281684Z app first line
+2026-12-05T04:16:27.306863824Z app last line
+2026-12-05T04:16:28.344822882Z sidecar last line
+FAIL: job did not complete
+FAIL: app did not exit 0
+"""
+
 LEGACY_1_37 = """\
 2026-12-02T06:48:00Z job/legacy-sidecar-job started
 2026-12-02T06:48:00Z pod/legacy-sidecar-job-v62kv started
@@ -69,12 +87,13 @@ def run(offline_kubeconfig, tmp_path):
     if not shutil.which("kubectl"):
         pytest.fail("kubectl is required: the timeline is kubectl's output (`kubectl patch --local`)")
 
-    def run(mode, objects_or_path):
+    def run(mode, objects_or_path, logs=None):
         path = objects_or_path
         if not isinstance(path, Path):
             path = tmp_path / "run.json"
             path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects_or_path}))
-        return subprocess.run(["bash", str(SCRIPT), "timeline", mode, str(path)], capture_output=True,
+        return subprocess.run(["bash", str(SCRIPT), "timeline", mode, str(path), *([str(logs)] if logs else [])],
+                              capture_output=True,
                               text=True, timeout=60, check=False,
                               env={**os.environ, "KUBECONFIG": str(offline_kubeconfig)})
 
@@ -144,17 +163,24 @@ def test_events_of_the_same_second_keep_the_kubelets_order(run, native):
 # --- native runs that must not pass ---------------------------------------------------------
 
 
-def test_app_exit_1_fails(run, native):
-    job, pod = parts(native)
-    state(pod, "app")["terminated"].update(exitCode=1, reason="Error")
-    job["status"]["conditions"] = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                    "lastTransitionTime": "2026-12-02T06:47:59Z"}]
-    result = run("native", native)
+def test_a_recorded_failed_app_fails(run):
+    # make e2e-node's run of job.yaml with an app that exits 1 (tests/e2e_node/test_lifecycle.py):
+    # its Pod failure policy fails the Job at once, and the sidecar is still stopped after the app.
+    result = run("native", FIXTURES / "app-fails-1.37.json", FIXTURES / "app-fails-1.37.logs")
+    assert (result.returncode, result.stdout) == (1, APP_FAILS_1_37)
+
+
+def test_a_recorded_deleted_pod_fails(run):
+    # The Pod deleted while the app worked: the app exited 143 on SIGTERM, then the sidecar 0.
+    result = run("native", FIXTURES / "deleted-pod-1.37.json")
     assert result.returncode == 1
-    lines = result.stdout.splitlines()
-    assert "2026-12-02T06:47:56Z app exited       exit code 1 (Error)" in lines
-    assert "2026-12-02T06:47:59Z job Failed       BackoffLimitExceeded" in lines
-    assert verdict(result) == ["FAIL: job did not complete", "FAIL: app did not exit 0"]
+    assert result.stdout.splitlines()[4:] == [
+        "2026-12-05T04:16:33Z app exited       exit code 143 (Error)",
+        "2026-12-05T04:16:33Z sidecar exited   exit code 0 (Completed)",
+        "2026-12-05T04:16:33Z job Failed       PodFailurePolicy",
+        "FAIL: job did not complete",
+        "FAIL: app did not exit 0",
+    ]
 
 
 def test_a_run_still_going_fails(run, native):
@@ -281,3 +307,42 @@ def test_the_docs_show_what_the_timeline_prints(run):
     for command, output in shown:
         mode, path = command.split()
         assert run(mode, ROOT / path).stdout == output.split("```", 1)[0]
+
+
+# --- the order, from the containers' own log lines --------------------------------------------
+
+
+def with_app_first(logs: str, tmp_path: Path) -> Path:
+    """The recorded logs with the app's first line moved to just before the sidecar's first line,
+    in the same second: an order that the API's one-second times cannot show."""
+    lines = logs.splitlines()
+    sidecar = next(i for i, line in enumerate(lines) if line.startswith("[pod/") and "/sidecar] " in line)
+    app = next(i for i, line in enumerate(lines) if "/app] " in line)
+    stamp = lines[sidecar].split()[1]
+    assert "." in stamp, "the kubelet's times have a fraction of a second"
+    second, fraction = stamp.rstrip("Z").split(".")
+    earlier = f"{second}.{int(fraction.ljust(9, '0')) - 1:09d}Z"
+    prefix, _, rest = lines[app].partition(" ")
+    lines[app] = f"{prefix} {earlier} {rest.partition(' ')[2]}"
+    path = tmp_path / "wrong-order.logs"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_order_is_read_from_the_recorded_log_lines(run):
+    result = run("native", FIXTURES / "app-fails-1.37.json", FIXTURES / "app-fails-1.37.logs")
+    lines = result.stdout.splitlines()
+    order = lines[lines.index("order, from the containers' own log lines:") + 1:]
+    firsts = [line.split()[1] for line in order if line.endswith("first line")]
+    assert firsts == ["sidecar", "app"], order
+    # The app failed (exit 1), so the verdict fails, but not on the order.
+    assert verdict(result) == ["FAIL: job did not complete", "FAIL: app did not exit 0"]
+
+
+def test_an_order_wrong_within_one_second_fails(run, tmp_path):
+    logs = with_app_first((FIXTURES / "app-fails-1.37.logs").read_text(), tmp_path)
+    result = run("native", FIXTURES / "app-fails-1.37.json", logs)
+    assert result.returncode == 1
+    assert "FAIL: app started before the sidecar" in verdict(result)
+    # The API's one-second times alone could not tell.
+    assert "FAIL: app started before the sidecar" not in verdict(run("native", FIXTURES / "app-fails-1.37.json"))
