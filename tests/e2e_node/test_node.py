@@ -6,152 +6,19 @@ and the kernel (/proc, the cgroup files)."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
-import subprocess
-import time
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-
 import pytest
 from kubernetes.utils import parse_quantity
 
-from e2e_support import REPORT, ROOT
-from images_support import kubectl_objects, wait_for
-
-KIND_DEMO = ROOT / "scripts" / "kind-demo.sh"
-JOB_YAML = ROOT / "job.yaml"
-LEGACY_YAML = ROOT / "job-legacy.yaml"
-
-
-@dataclass
-class Run:
-    """One `scripts/kind-demo.sh run`, and what was seen of it on the node while it ran."""
-
-    exit_code: int
-    stdout: str
-    stderr: str
-    seconds: float
-    objects: list[dict]
-    events: list[dict]
-    watched: list[str] = field(default_factory=list)
-    processes: dict[str, dict] = field(default_factory=dict)
-    ready: bool = False
-
-    def of_kind(self, kind: str) -> dict:
-        return next(item for item in self.objects if item["kind"] == kind)
-
-    def status(self, container: str) -> dict:
-        pod = self.of_kind("Pod")["status"]
-        statuses = pod.get("initContainerStatuses", []) + pod.get("containerStatuses", [])
-        return next(status for status in statuses if status["name"] == container)
-
-
-def process_of(node, pod: dict, container: str) -> dict:
-    """The container's main process as the kernel sees it: user, root mount, cgroup limits."""
-    statuses = pod["status"].get("initContainerStatuses", []) + pod["status"]["containerStatuses"]
-    container_id = next(s for s in statuses if s["name"] == container)["containerID"].split("://")[1]
-    pid = next(line.split()[1] for line in node.ctr("tasks", "list").splitlines() if line.startswith(container_id))
-    proc = Path("/proc") / pid
-    uid = next(line.split()[1:3] for line in (proc / "status").read_text().splitlines() if line.startswith("Uid:"))
-    root = next(line.split() for line in (proc / "mountinfo").read_text().splitlines() if line.split()[4] == "/")
-    cgroups = dict((parts[1], parts[2]) for parts in (line.split(":", 2) for line in (proc / "cgroup").read_text().splitlines()))
-    if "memory" in cgroups:  # cgroup v1: a hierarchy per controller
-        memory = int(Path(f"/sys/fs/cgroup/memory{cgroups['memory']}/memory.limit_in_bytes").read_text())
-        cpu_dir = Path(f"/sys/fs/cgroup/cpu{cgroups['cpu']}")
-        quota, period = (int((cpu_dir / name).read_text()) for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
-    else:  # cgroup v2: one hierarchy
-        unified = Path(f"/sys/fs/cgroup{cgroups['']}")
-        memory = int((unified / "memory.max").read_text())
-        quota, period = (int(value) for value in (unified / "cpu.max").read_text().split())
-    return {"uid": uid, "root_options": root[5].split(","), "memory": memory, "cpus": quota / period}
-
-
-def pod_with_running(node, job: str, containers: set[str]) -> dict | None:
-    pods = node.get("pods", "-l", f"batch.kubernetes.io/job-name={job}")["items"]
-    for pod in pods:
-        statuses = pod["status"].get("initContainerStatuses", []) + pod["status"].get("containerStatuses", [])
-        if containers <= {s["name"] for s in statuses if "running" in s.get("state", {})}:
-            return pod
-    return None
-
-
-def run_job(node, tmp_path: Path, mode: str, manifest: Path, inspect: set[str] = frozenset()) -> Run:
-    """Runs `scripts/kind-demo.sh run MODE MANIFEST` against the node. Meanwhile watches the Job
-    as `kubectl get job -w` prints it, waits for the Pod's Ready condition, and, once every
-    container in `inspect` runs, reads their processes. With E2E_RECORD=DIR, the Job and Pod
-    JSON the run recorded is kept as DIR/MODE-MINOR.json (tests/fixtures/ comes from there)."""
-    name = subprocess.run(["kubectl", "patch", "--local", "-f", manifest, "--type", "merge", "-p", "{}",
-                           "-o", "jsonpath={.metadata.name}"], env=node.env, capture_output=True, text=True,
-                          check=True).stdout
-    recorded = tmp_path / "run.json"
-    started = time.monotonic()
-    demo = subprocess.Popen([KIND_DEMO, "run", mode, manifest], env={**node.env, "RUN_JSON": str(recorded)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watch = ready = None
-    try:
-        wait_for(f"job/{name} created", lambda: node.kubectl("get", "job", name, check=False).returncode == 0, 60)
-        watch = subprocess.Popen(["kubectl", "--context", node.settings["KUBE_CONTEXT"], "get", "job", name, "-w"],
-                                 env=node.env, stdout=subprocess.PIPE, text=True)
-        wait_for(f"a Pod of job/{name}", lambda: node.get("pods", "-l", f"batch.kubernetes.io/job-name={name}")["items"],
-                 60, interval=0.2)
-        ready = subprocess.Popen(["kubectl", "--context", node.settings["KUBE_CONTEXT"], "wait", "--for=condition=Ready",
-                                  "pod", "-l", f"batch.kubernetes.io/job-name={name}", "--timeout=90s"],
-                                 env=node.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        processes = {}
-        if inspect:
-            pod = wait_for(f"{sorted(inspect)} running", lambda: pod_with_running(node, name, set(inspect)), 90, interval=0.2)
-            processes = {container: process_of(node, pod, container) for container in inspect}
-        stdout, stderr = demo.communicate(timeout=300)
-        seconds = time.monotonic() - started
-        watch.terminate()
-        watched = [line.rstrip() for line in watch.communicate(timeout=30)[0].splitlines()]
-        objects = kubectl_objects(recorded.read_text()) if recorded.exists() else []
-        if os.environ.get("E2E_RECORD") and manifest in (JOB_YAML, LEGACY_YAML) and recorded.exists():
-            shutil.copy(recorded, Path(os.environ["E2E_RECORD"]) / f"{mode}-{os.environ.get('K8S', '1.37')}.json")
-        events = pod_events(node, next((item for item in objects if item["kind"] == "Job"), None))
-        return Run(demo.returncode, stdout, stderr, seconds, objects, events, watched, processes,
-                   ready=ready.wait(timeout=120) == 0)
-    finally:
-        for process in (demo, ready, watch):
-            if process and process.poll() is None:
-                process.kill()
-                process.wait()
-
-
-def pod_events(node, job: dict | None) -> list[dict]:
-    """The events of the Job's Pods, which outlive a Pod the Job's deadline deleted: the Job
-    controller names each Pod it creates in an event of the Job's own."""
-    if job is None:
-        return []
-    events = node.get("events")["items"]
-    pods = {event["message"].removeprefix("Created pod: ") for event in events
-            if event["involvedObject"].get("uid") == job["metadata"]["uid"] and event["reason"] == "SuccessfulCreate"}
-    return [event for event in events if event["involvedObject"]["kind"] == "Pod" and event["involvedObject"]["name"] in pods]
-
-
-def when(event: dict) -> datetime:
-    """When an event happened: the scheduler's events have an eventTime, the kubelet's only a
-    firstTimestamp, to the second."""
-    return datetime.fromisoformat(event.get("eventTime") or event["firstTimestamp"])
-
-
-def since(start: str, end: str) -> float:
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-
-
-def condition(item: dict, kind: str) -> dict:
-    return next(c for c in item["status"]["conditions"] if c["type"] == kind)
+from e2e_support import (JOB_YAML, LEGACY_YAML, REPORT, Run, condition, containerd_lines, first, log_lines, run_job,
+                         since, variant, when)
 
 
 # --- job.yaml --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def native(node, tmp_path_factory) -> Run:
-    run = run_job(node, tmp_path_factory.mktemp("native"), "native", JOB_YAML, inspect={"sidecar", "app"})
+    run = run_job(node, tmp_path_factory.mktemp("native"), "native", JOB_YAML, inspect={"sidecar", "app"},
+                  record="native")
     job, pod = run.of_kind("Job"), run.of_kind("Pod")
     scheduled = condition(pod, "PodScheduled")["lastTransitionTime"]
     app = run.status("app")["state"]["terminated"]
@@ -182,27 +49,6 @@ def test_the_job_completes_and_both_containers_exit_0(native):
 def test_kubectl_get_job_w_shows_the_completion(native):
     last = native.watched[-1].split()
     assert last[:3] == ["native-sidecar-job", "Complete", "1/1"], native.watched
-
-
-def containerd_lines(node) -> list[tuple[datetime, str]]:
-    lines = []
-    for line in node.log("containerd").splitlines():
-        stamp = re.match(r'time="([^"]+)"', line)
-        if stamp:
-            lines.append((datetime.fromisoformat(stamp.group(1)), line))
-    return lines
-
-
-def first(lines, needle: str, sandbox: str = "") -> datetime:
-    """The time of the first line with `needle` (and, if given, after the Pod's sandbox was
-    created: containerd's log holds every run on the node)."""
-    start = next((i for i, (_, line) in enumerate(lines) if sandbox and f'name:\\"{sandbox}\\"' in line), 0)
-    return next(at for at, line in lines[start:] if needle in line)
-
-
-def log_lines(node, pod: str, container: str) -> list[tuple[datetime, str]]:
-    out = node.kubectl("logs", "--timestamps", pod, "-c", container).stdout
-    return [(datetime.fromisoformat(stamp), text) for stamp, text in (line.split(" ", 1) for line in out.splitlines())]
 
 
 def test_the_sidecar_is_ready_before_the_app_starts_and_stopped_after_it_exits(native, node):
@@ -257,7 +103,7 @@ def test_the_hardening_took_effect(native, container):
 # --- job-legacy.yaml -------------------------------------------------------------------------
 
 def test_the_legacy_job_runs_into_its_deadline_after_the_app_exited_0(node, tmp_path):
-    legacy = run_job(node, tmp_path, "legacy", LEGACY_YAML)
+    legacy = run_job(node, tmp_path, "legacy", LEGACY_YAML, record="legacy")
     assert legacy.exit_code == 0, legacy.stdout + legacy.stderr
     assert legacy.stdout.splitlines()[-1].startswith("PASS: app exited 0, yet the job Failed"), legacy.stdout
     job = legacy.of_kind("Job")
@@ -270,15 +116,6 @@ def test_the_legacy_job_runs_into_its_deadline_after_the_app_exited_0(node, tmp_
 
 
 # --- broken copies of job.yaml ---------------------------------------------------------------
-
-def broken_copy(node, tmp_path: Path, patch: list[dict]) -> Path:
-    """job.yaml with a JSON patch applied, by kubectl without a cluster."""
-    out = subprocess.run(["kubectl", "patch", "--local", "-f", JOB_YAML, "--type", "json", "-p", json.dumps(patch),
-                          "-o", "yaml"], env=node.env, capture_output=True, text=True, check=True).stdout
-    path = tmp_path / "job.yaml"
-    path.write_text(out)
-    return path
-
 
 SIDECAR = "/spec/template/spec/initContainers/0"
 
@@ -294,7 +131,7 @@ SIDECAR = "/spec/template/spec/initContainers/0"
     ], "BackOff"),
 ], ids=["poststart", "memory"])
 def test_a_broken_copy_ends_in_a_bounded_time_with_a_clear_verdict(node, tmp_path, broken, patch, expected):
-    run = run_job(node, tmp_path, "native", broken_copy(node, tmp_path, patch))
+    run = run_job(node, tmp_path, "native", variant(node, tmp_path, "broken", patch))
     assert run.exit_code == 1, run.stdout + run.stderr
     assert "FAIL: job did not complete" in run.stdout
     failed = condition(run.of_kind("Job"), "Failed")
