@@ -231,7 +231,9 @@ def wedged(node, tmp_path_factory):
     REPORT.append(f"sidecar wedged (SIGSTOP): liveness failures {sum(e.get('count', 1) for e in unhealthy)}; the kubelet "
                   f"stopped it {ms(killed - seen.acted_at)} after the wedge and started a new one "
                   f"{ms(started - seen.acted_at)} after it (job.yaml's probe promises at most 3 x 10s, plus "
-                  f"{TERMINATION_GRACE}s of grace for a process that ignores SIGTERM)")
+                  f"{TERMINATION_GRACE}s of grace for a process that ignores SIGTERM); the kubelet's events: "
+                  + "; ".join(sorted({f"{e['reason']}: {e['message'][:120]}" for e in seen.events
+                                      if e["reason"] in ("Unhealthy", "Killing")})))
     return seen
 
 
