@@ -64,6 +64,18 @@ fn answer_once(listener: &TcpListener, body: &str) {
     stream.write_all(reply.as_bytes()).unwrap();
 }
 
+/// The one line of stderr that reports an error: a failure says what went
+/// wrong once, and last.
+fn the_one_error(app: &Process) -> String {
+    let errors: Vec<_> = app
+        .stderr()
+        .into_iter()
+        .filter(|line| line.contains("error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    errors[0].clone()
+}
+
 #[test]
 fn prints_exactly_main_application_and_exits_0() {
     let mut app = Process::spawn(app(&["--sleep", "50ms"]));
@@ -144,17 +156,12 @@ fn a_sidecar_that_never_answers_is_one_clear_error_and_exit_1() {
     ]));
     assert_eq!(app.wait_exit(STARTUP).code(), 1);
     assert_eq!(app.stdout(), "", "the work must not have run");
-    let errors: Vec<_> = app
-        .stderr()
-        .into_iter()
-        .filter(|line| line.contains("error"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let error = the_one_error(&app);
     assert!(
-        errors[0].starts_with(&format!(
+        error.starts_with(&format!(
             "app: error: the sidecar is not up: {url} did not answer 200 within 300ms: cannot connect"
         )),
-        "{errors:#?}"
+        "{error}"
     );
 }
 
@@ -185,18 +192,17 @@ fn a_sidecar_gone_after_the_work_is_exit_1_without_main_application() {
     ]));
     first_call.join().unwrap();
     assert_eq!(app.wait_exit(STARTUP).code(), 1);
-    assert_eq!(app.stdout(), "sidecar replied: up\n", "the work must not count as done");
-    let errors: Vec<_> = app
-        .stderr()
-        .into_iter()
-        .filter(|line| line.contains("error"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        app.stdout(),
+        "sidecar replied: up\n",
+        "the work must not count as done"
+    );
+    let error = the_one_error(&app);
     assert!(
-        errors[0].starts_with(&format!(
+        error.starts_with(&format!(
             "app: error: the sidecar did not answer after the work: {url} did not answer 200 within 300ms"
         )),
-        "{errors:#?}"
+        "{error}"
     );
 }
 
