@@ -59,7 +59,8 @@ def test_the_lifecycle_runs_in_the_kubelets_order_and_passes(release_binaries: P
     # Proof that the sidecar was up before the app worked, and that the app finished its work.
     assert "  app | sidecar replied: Sidecar application\n" in result.stdout
     assert "  app | main application\n" in result.stdout
-    assert re.search(r"  sidecar \| .*stopped requests_served=2 ", result.stdout)
+    # wait-ready's request, then the app's two calls, before and after its work.
+    assert re.search(r"  sidecar \| .*stopped requests_served=3 ", result.stdout)
     # Ready means what job.yaml's postStart hook waits for: the same path.
     job = yaml.safe_load((REPO / "job.yaml").read_text())
     (sidecar,) = job["spec"]["template"]["spec"]["initContainers"]

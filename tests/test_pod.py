@@ -44,7 +44,7 @@ def run_pod(env: dict[str, str], manifest: Path | None = None):
     return proc, proc.stdout + proc.stderr
 
 
-def check_pod_run(proc, output: str, tool: str, grace: int = GRACE) -> None:
+def check_pod_run(proc, output: str, tool: str, grace: int = GRACE, job: dict = JOB) -> None:
     assert proc.returncode == 0, output
     assert "Sidecar application" in output, "the app got the sidecar's reply over 127.0.0.1"
     assert "main application" in proc.stdout.splitlines()
@@ -61,7 +61,8 @@ def check_pod_run(proc, output: str, tool: str, grace: int = GRACE) -> None:
     ], output
     details = {event: detail for _, event, detail in events}
     assert details["postStart done"].startswith("/sidecar wait-ready ")
-    assert details["sidecar ready"] == "livenessProbe passed"
+    probes = [p for p in ("startupProbe", "readinessProbe", "livenessProbe") if p in sidecar(job)]
+    assert details["sidecar ready"] == f"{' '.join(probes)} passed"
     assert details["app exited"] == "exit code 0"
     assert details["sidecar SIGTERM"] == f"{tool} stop, SIGKILL after {grace}s"
     assert details["sidecar exited"] == "exit code 0"
@@ -177,7 +178,7 @@ def test_pod_follows_the_manifest(built, tmp_path):
     manifest = tmp_path / "job.yaml"
     manifest.write_text(yaml.safe_dump(job))
     proc, output = run_pod(pod_env(built, "podman", "2s"), manifest)
-    check_pod_run(proc, output, "podman", grace=7)
+    check_pod_run(proc, output, "podman", grace=7, job=job)
     assert '"level":"DEBUG"' in output and '"message":"request"' in output, output
 
 
