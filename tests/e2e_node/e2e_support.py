@@ -120,6 +120,10 @@ def when(event: dict) -> datetime:
     return datetime.fromisoformat(event.get("eventTime") or event["firstTimestamp"])
 
 
+def events_of(node, pod: str) -> list[dict]:
+    return node.get("events", "--field-selector", f"involvedObject.name={pod}")["items"]
+
+
 def pods_of(node, job: str) -> list[dict]:
     return node.get("pods", "-l", f"batch.kubernetes.io/job-name={job}")["items"]
 
@@ -196,9 +200,8 @@ def parse_log(out: str) -> list[tuple[datetime, str]]:
             if stamp]
 
 
-def log_lines(node, pod: str, container: str, previous: bool = False) -> list[tuple[datetime, str]]:
-    args = ["logs", "--timestamps", pod, "-c", container] + (["--previous"] if previous else [])
-    return parse_log(node.kubectl(*args).stdout)
+def log_lines(node, pod: str, container: str) -> list[tuple[datetime, str]]:
+    return parse_log(node.kubectl("logs", "--timestamps", pod, "-c", container).stdout)
 
 
 def line_with(lines, needle: str) -> datetime:
@@ -267,8 +270,7 @@ def start(node, manifest: Path, working: str = "working") -> Started:
     def app_working():
         for pod in pods_of(node, name):
             app = next((s for s in statuses(pod) if s["name"] == "app" and "running" in s.get("state", {})), None)
-            if app and working in node.kubectl("logs", pod["metadata"]["name"], "-c", "app", check=False).stdout + \
-                    node.kubectl("logs", pod["metadata"]["name"], "-c", "app", check=False).stderr:
+            if app and working in node.kubectl("logs", pod["metadata"]["name"], "-c", "app", check=False).stdout:
                 return pod
         return None
 
@@ -351,6 +353,11 @@ def pod_with_running(node, job: str, containers: set[str]) -> dict | None:
     return None
 
 
+def record_stem(name: str) -> Path:
+    """Where E2E_RECORD=DIR keeps a run's files: DIR/NAME-MINOR, before .json or .logs."""
+    return Path(os.environ["E2E_RECORD"]) / f"{name}-{os.environ.get('K8S', '1.37')}"
+
+
 def run_job(node, tmp_path: Path, mode: str, manifest: Path, inspect: set[str] = frozenset(),
             record: str = "") -> Run:
     """Runs `scripts/kind-demo.sh run MODE MANIFEST` against the node. Meanwhile watches the Job
@@ -384,7 +391,7 @@ def run_job(node, tmp_path: Path, mode: str, manifest: Path, inspect: set[str] =
         objects = kubectl_objects(recorded.read_text()) if recorded.exists() else []
         logs = recorded_logs.read_text() if recorded_logs.exists() else ""
         if os.environ.get("E2E_RECORD") and record and recorded.exists():
-            stem = Path(os.environ["E2E_RECORD"]) / f"{record}-{os.environ.get('K8S', '1.37')}"
+            stem = record_stem(record)
             shutil.copy(recorded, f"{stem}.json")
             if logs:
                 shutil.copy(recorded_logs, f"{stem}.logs")

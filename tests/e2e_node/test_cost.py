@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import (REPORT, app_env, await_end, cgroup_dirs, condition, containerd_lines, log_lines, now,
-                         main_pid, start, statuses, variant, when)
+from e2e_support import (REPORT, app_env, await_end, cgroup_dirs, condition, containerd_lines, events_of, log_lines,
+                         main_pid, now, start, statuses, variant, when)
 
 RUNS = 3
 WITHOUT_SIDECAR = [
@@ -30,8 +30,7 @@ def timed(node, tmp_path: Path, name: str, *patches) -> dict[str, float]:
     ended = now()
     assert condition(job, "Complete"), job["status"]
     app_log = log_lines(node, run.pod_name, "app")
-    scheduled = next(when(e) for e in node.get("events", "--field-selector", f"involvedObject.name={run.pod_name}")["items"]
-                     if e["reason"] == "Scheduled")
+    scheduled = next(when(e) for e in events_of(node, run.pod_name) if e["reason"] == "Scheduled")
     return {"total": (ended - run.began).total_seconds(),
             "scheduled to app": (app_log[0][0] - scheduled).total_seconds(),
             "app to complete": (ended - app_log[-1][0]).total_seconds(),
@@ -95,7 +94,7 @@ def cpu_while_the_app_works(node, tmp_path: Path, name: str, *patches) -> dict:
     probes = [at for at, line in containerd_lines(node)
               if f'ExecSync for \\"{sidecar_id}\\" with command [/sidecar wait-ready' in line
               and "--timeout 1s" in line and began <= at <= ended]
-    events = node.get("events", "--field-selector", f"involvedObject.name={run.pod_name}")["items"]
+    events = events_of(node, run.pod_name)
     return {"cpu_ms": (last[0] - first_sample[0]) / 1e6, "seconds": (ended - began).total_seconds(),
             "periods": last[1] - first_sample[1], "throttled": last[2] - first_sample[2], "probes": len(probes),
             "unhealthy": [e["message"] for e in events if e["reason"] == "Unhealthy"], "job": job}

@@ -18,18 +18,14 @@ from pathlib import Path
 import pytest
 
 from e2e_support import (REPORT, Started, all_of, app_env, await_end, condition, container_id, containerd_lines,
-                         created_in, exited, first, line_with, log_lines, ms, now, parse_log, pods_of, run_job,
-                         sandbox_of, signal_container, start, status_of, stopped, variant)
+                         created_in, events_of, exited, first, line_with, log_lines, ms, now, parse_log, pods_of,
+                         record_stem, run_job, sandbox_of, signal_container, start, status_of, stopped, variant)
 from images_support import kubectl_objects, wait_for
 
 # The app's work, shortened where its length does not matter: long enough for the test to act
 # while it runs.
 WORK = "20s"
 TERMINATION_GRACE = 15  # job.yaml's terminationGracePeriodSeconds
-
-
-def events_of(node, pod: str) -> list[dict]:
-    return node.get("events", "--field-selector", f"involvedObject.name={pod}")["items"]
 
 
 def reasons(events: list[dict]) -> dict[str, int]:
@@ -377,5 +373,4 @@ def test_after_an_eviction_the_job_makes_a_new_pod_and_completes_without_countin
 
 def record_fixture(name: str, objects: list[dict]) -> None:
     """With E2E_RECORD=DIR, keeps a scenario's Job and Pod as DIR/NAME-MINOR.json."""
-    path = Path(os.environ["E2E_RECORD"]) / f"{name}-{os.environ.get('K8S', '1.37')}.json"
-    path.write_text("".join(json.dumps(item, indent=4) + "\n" for item in objects))
+    Path(f"{record_stem(name)}.json").write_text("".join(json.dumps(item, indent=4) + "\n" for item in objects))
