@@ -246,6 +246,45 @@ def test_binary_time_is_the_commits_even_from_a_warm_cache(built, target, tmp_pa
     assert member.mtime == int(run(["git", "log", "-1", "--format=%ct"], built).stdout)
 
 
+def test_a_checkout_older_than_the_shared_target_cache_still_gets_its_own_code(built, tmp_path):
+    # Every checkout of the project on a machine shares the Dockerfile's target cache, and cargo
+    # judges freshness by file times. A second checkout whose files are older than the build the
+    # session just cached (a worktree made earlier, an archive) must still get its own code, not
+    # that build's binary. The difference here: a greeting of its own.
+    checkout = tmp_path / "checkout"
+    marker = f"Sidecar of checkout {uuid.uuid4().hex[:8]}"
+    # The working tree as it is, uncommitted changes included (`git stash create` makes the commit
+    # and touches nothing), so the Dockerfile under test is the one being edited.
+    commit = run(["git", "stash", "create"], built).stdout.strip() or "HEAD"
+    run(["git", "worktree", "add", "--detach", str(checkout), commit], built)
+    try:
+        routes = checkout / "sidecar" / "src" / "routes.rs"
+        source = routes.read_text()
+        assert '"Sidecar application\\n"' in source
+        routes.write_text(source.replace('"Sidecar application\\n"', f'"{marker}\\n"'))
+        tag = uuid.uuid4().hex[:8]
+        (checkout / "images.env").write_text(
+            f"VERSION={workspace_version()}\n"
+            f"APP_IMAGE=localhost/nsj-test-checkout/app:{tag}\n"
+            f"SIDECAR_IMAGE=localhost/nsj-test-checkout/sidecar:{tag}\n"
+        )
+        for path in ["Cargo.toml", "Cargo.lock", "app", "sidecar", "lifecycle", "testkit"]:
+            run(["find", str(checkout / path), "-exec", "touch", "-d", "2001-01-01", "{}", "+"], built)
+        env = builder_env(built)
+        env.pop("PLATFORMS", None)
+        try:
+            run([str(checkout / "scripts" / "images.sh")], env, timeout=1800)
+            _, binary = image_member(f"localhost/nsj-test-checkout/sidecar:{tag}", "/sidecar",
+                                     built, tmp_path / "image.tar")
+        finally:
+            for target in ("app", "sidecar"):
+                run(["podman", "rmi", "--force", f"localhost/nsj-test-checkout/{target}:{tag}"],
+                    built, check=False)
+        assert marker.encode() in binary, "the image holds another checkout's sidecar"
+    finally:
+        run(["git", "worktree", "remove", "--force", str(checkout)], built, check=False)
+
+
 @pytest.mark.parametrize("target", ["app", "sidecar"])
 def test_image_is_its_binary_only(built, target, tmp_path):
     image = BINARIES[target]
