@@ -1,10 +1,12 @@
 //! The sidecar's flags. Each can also be set from the environment, the way a
 //! Pod spec sets it.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use lifecycle::logging::LogArgs;
 use lifecycle::{HttpUrl, parse_duration};
 
@@ -25,6 +27,51 @@ pub struct Cli {
     pub log: LogArgs,
 }
 
+impl Cli {
+    /// Parses the command line and the environment; on bad input, prints one
+    /// clear line and exits 2. A value that came from an environment variable
+    /// is reported under the variable's name: that is what the user set.
+    pub fn parse_or_exit() -> Self {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        Self::try_parse_from(&args).unwrap_or_else(|err| name_the_variable(err, &args).exit())
+    }
+}
+
+/// `err` with `'--flag <V>'` replaced by the environment variable it was read
+/// from, when the flag is not on the command line and its variable is set.
+fn name_the_variable(err: clap::Error, args: &[OsString]) -> clap::Error {
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    let flag = arg.split_whitespace().next().unwrap_or(arg);
+    let command = Cli::command();
+    let env = command
+        .get_arguments()
+        .find(|spec| {
+            spec.get_long()
+                .is_some_and(|long| flag == format!("--{long}"))
+        })
+        .and_then(|spec| spec.get_env())
+        .filter(|env| std::env::var_os(env).is_some());
+    let on_command_line = args.iter().filter_map(|a| a.to_str()).any(|a| {
+        a == flag
+            || a.strip_prefix(flag)
+                .is_some_and(|rest| rest.starts_with('='))
+    });
+    match env {
+        Some(env) if !on_command_line => {
+            let message = err.to_string().replacen(
+                &format!("'{arg}'"),
+                &format!("{} (the environment's {flag})", env.to_string_lossy()),
+                1,
+            );
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            clap::Error::raw(err.kind(), message).with_cmd(&command)
+        }
+        _ => err,
+    }
+}
+
 /// What to do instead of serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -36,12 +83,13 @@ pub enum Command {
 /// Flags of the server (the default command).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on.
+    /// IP address and port to listen on.
     #[arg(
         long,
         env = "SIDECAR_LISTEN",
         value_name = "ADDR",
-        default_value = "0.0.0.0:8080"
+        default_value = "0.0.0.0:8080",
+        value_parser = parse_listen
     )]
     pub listen: SocketAddr,
 
@@ -71,6 +119,14 @@ const MAX_MAX_CONNECTIONS: i64 = 100_000;
 /// timeout to its clock (see connection.rs), and a sum past what an `Instant`
 /// holds would panic in the connection's task. No client needs an hour.
 const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        "an IP address and a port are needed, such as 0.0.0.0:8080 or [::]:8080; \
+         names such as localhost are not resolved"
+            .to_string()
+    })
+}
 
 fn parse_header_read_timeout(text: &str) -> Result<Duration, String> {
     let timeout = parse_duration(text)?;
@@ -176,7 +232,7 @@ mod tests {
     fn bad_values_are_usage_errors_naming_the_flag() {
         for (args, needle) in [
             (&["--listen", "8080"][..], "--listen"),
-            (&["--listen", "localhost:8080"][..], "--listen"),
+            (&["--listen", "localhost:8080"][..], "an IP address"),
             (&["--shutdown-timeout", "5"][..], "--shutdown-timeout"),
             (
                 &["wait-ready", "--url", "http://sidecar/"][..],

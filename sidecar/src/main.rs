@@ -26,7 +26,6 @@ mod server;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use lifecycle::ShutdownSignals;
 use tracing::{info, warn};
 
@@ -40,7 +39,7 @@ enum Task {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_or_exit();
     // Serving runs as PID 1, which ignores a signal without a handler, so
     // its handlers come before anything else, logging included. `wait-ready`
     // runs beside the server (a hook, a probe) and keeps the default actions,

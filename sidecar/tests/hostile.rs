@@ -746,7 +746,18 @@ fn bad_durations_are_usage_errors_never_panics() {
         (
             &[][..],
             Some(("SIDECAR_HEADER_READ_TIMEOUT", "forever")),
-            "invalid value 'forever' for '--header-read-timeout <DURATION>'",
+            "invalid value 'forever' for SIDECAR_HEADER_READ_TIMEOUT (the environment's --header-read-timeout)",
+        ),
+        // The variable the user set, not only the flag it stands for.
+        (
+            &[][..],
+            Some(("SIDECAR_MAX_CONNECTIONS", "0")),
+            "invalid value '0' for SIDECAR_MAX_CONNECTIONS (the environment's --max-connections)",
+        ),
+        (
+            &["--max-connections", "0"][..],
+            Some(("SIDECAR_MAX_CONNECTIONS", "8")),
+            "invalid value '0' for '--max-connections <N>'",
         ),
     ] {
         let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));

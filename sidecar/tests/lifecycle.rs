@@ -205,6 +205,10 @@ fn bad_flags_are_usage_errors() {
             &["--listen", "nowhere"][..],
             "invalid value 'nowhere' for '--listen <ADDR>'",
         ),
+        (
+            &["--listen", "localhost:8080"][..],
+            "invalid value 'localhost:8080' for '--listen <ADDR>': an IP address and a port are needed",
+        ),
     ] {
         let mut command = testkit::cargo_bin(env!("CARGO_BIN_EXE_sidecar"));
         command.args(args);
