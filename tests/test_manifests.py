@@ -228,16 +228,6 @@ def test_sidecar_probes_run_its_own_check_inside_the_container(probe, path):
     assert spec["timeoutSeconds"] <= spec["periodSeconds"]
 
 
-def test_liveness_outlasts_the_header_read_timeout():
-    # At the connection cap a probe waits like any client; slow clients are cut off after
-    # the header-read timeout (10s by default), before the liveness probe gives up.
-    sidecar = container(load("job.yaml"), "sidecar")
-    header_read_timeout = duration_seconds(env(sidecar).get(
-        "SIDECAR_HEADER_READ_TIMEOUT", binary_default("--header-read-timeout")))
-    live = sidecar["livenessProbe"]
-    assert live["periodSeconds"] * live["failureThreshold"] > header_read_timeout
-
-
 def mebibytes(quantity):
     match = re.fullmatch(r"(\d+)Mi", quantity)
     assert match, f"not a quantity in Mi: {quantity!r}"
