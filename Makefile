@@ -8,6 +8,7 @@
 #   APP_SLEEP       how long the app works in `local` and `pod` (default: 2s)
 #   PLATFORMS       the platforms `images` builds (default: the engine's own, for kind)
 #   REGISTRY        where `push` sends the images: host[:port]/path
+#   REPORT          a directory where `test` and `test-arm64` also leave their results (check sets it)
 # The scripts read them, and hold their defaults.
 
 SHELL := bash
@@ -32,7 +33,20 @@ help: ## List the targets
 demo: ## Run the Job's lifecycle on kind, else in containers, else as processes (DEMO= picks)
 	scripts/demo.sh
 
-check: check-tools lint test test-arm64 ## Everything CI checks: its tools first, lint, every test, then the Rust tests again for arm64
+# Each step's result and the tests' own reports go to CHECK_REPORT; the summary is printed last,
+# whichever step stopped the run.
+CHECK_REPORT := target/check
+
+check: ## Everything CI checks: its tools first, lint, every test, the Rust tests again for arm64; then a summary
+	@rm -rf $(CHECK_REPORT) && mkdir -p $(CHECK_REPORT)
+	@status=0; \
+	for step in check-tools lint test test-arm64; do \
+	  if $(MAKE) $$step REPORT=$(CHECK_REPORT); then echo "$$step ok" >>$(CHECK_REPORT)/steps; \
+	  else status=$$?; echo "$$step failed" >>$(CHECK_REPORT)/steps; break; fi; \
+	done; \
+	python3 scripts/check-summary.py $(CHECK_REPORT) 2>/dev/null \
+	  || echo "make check, without python3 for the rest of its summary:" $$(<$(CHECK_REPORT)/steps); \
+	exit $$status
 
 check-tools: ## What make check needs: all that is missing, named at once, before anything runs
 	scripts/check-tools.sh
@@ -41,8 +55,8 @@ build: ## Build both binaries, release profile
 	$(CARGO) build --workspace --release --locked
 
 test: $(VENV) ## Run every test: the binaries' (cargo), then manifests, scripts, images (pytest)
-	$(CARGO) test --workspace --locked
-	$(VENV)/bin/pytest -rs tests --ignore=tests/e2e_node
+	$(CARGO) test --workspace --locked $(if $(REPORT),2>&1 | tee $(REPORT)/cargo-test.log)
+	$(VENV)/bin/pytest -rs tests --ignore=tests/e2e_node $(if $(REPORT),--junitxml=$(REPORT)/pytest.xml)
 
 # The arm64 tier: the images ship arm64 binaries, so their tests run on arm64 too. Built with
 # rust-lld (no C cross toolchain: no dependency compiles C) and run through qemu-user, named as
@@ -60,7 +74,7 @@ test-arm64: ## The Rust tests built for arm64 (aarch64 musl), run under qemu-aar
 	  || echo "test-arm64: warning: this machine runs arm64 binaries through binfmt, so a test that starts one without qemu goes unnoticed" >&2
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
 	  $(if $(ARM64_RUNNER),CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=$(ARM64_RUNNER)) \
-	  $(CARGO) test --workspace --locked --target $(ARM64_TARGET)
+	  $(CARGO) test --workspace --locked --target $(ARM64_TARGET) $(if $(REPORT),2>&1 | tee $(REPORT)/cargo-test-arm64.log)
 
 lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(CARGO) fmt --all --check

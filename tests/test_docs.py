@@ -417,7 +417,9 @@ def test_the_excerpt_check_bites():
 
 
 def test_make_check_runs_what_the_docs_say():
-    steps = re.search(r"^check: ([^#]*)##", (REPO / "Makefile").read_text(), re.M)[1].split()
+    # The steps check's recipe runs, in order, before its summary.
+    recipe = re.search(r"^check:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M)[1]
+    steps = re.search(r"for step in ([\w -]+); do", recipe)[1].split()
     said = " ".join(f"`make {s}`" for s in steps)
     for doc in (TESTING, CONTRIBUTING):
         sentence = re.search(r"`make check` runs ((?:`make [\w-]+`(?:, | and )?)+)",
