@@ -59,6 +59,10 @@ elif why=$(can_run); then
   exec "${make_[@]}" pod CONTAINER_TOOL="$engine"
 else
   say "$engine cannot start a container here ($why): running the lifecycle with plain processes instead (make local)"
+  case $engine in
+    podman) say "to fix podman: \`podman info\`, and https://github.com/containers/podman/blob/main/troubleshooting.md" ;;
+    *) say "to fix docker: \`docker info\`, and https://docs.docker.com/engine/daemon/troubleshoot/" ;;
+  esac
 fi
 command -v cargo >/dev/null || { say "no cargo either: install Docker or podman (or Rust) to see the demo"; exit 3; }
 exec "${make_[@]}" local

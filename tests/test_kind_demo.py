@@ -585,6 +585,9 @@ def test_demo_sh_says_why_before_building_when_the_engine_cannot(env):
     result = env.run(script=DEMO)
     assert ("demo: docker cannot start a container here (Error: runc: the stand-in's answer): "
             "running the lifecycle with plain processes instead (make local)") in result.stderr
+    # And where that engine's fix is.
+    assert ("demo: to fix docker: `docker info`, and https://docs.docker.com/engine/daemon/troubleshoot/"
+            in result.stderr)
     # No cargo on this PATH either, so nothing runs; and nothing was built.
     assert result.returncode == 3
     assert "no cargo either" in result.stderr

@@ -150,6 +150,8 @@ def test_demo_falls_back_to_processes_when_the_engine_cannot_start_containers(
     assert result.returncode == 0, result.stdout + result.stderr
     assert ("demo: podman cannot start a container here (Error: runc: OCI permission denied): "
             "running the lifecycle with plain processes instead (make local)") in result.stderr
+    assert ("demo: to fix podman: `podman info`, and "
+            "https://github.com/containers/podman/blob/main/troubleshooting.md") in result.stderr
     # Found out before building anything: no image was built.
     assert not [c for c in (tmp_path / "podman.log").read_text().splitlines() if c.startswith("build")]
     # The users' path: nothing about this project's CI machine.
