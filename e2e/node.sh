@@ -160,11 +160,12 @@ containerd_up() {
   # Debian and Ubuntu's containernetworking-plugins install there; upstream's archive here.
   [[ -x $cni_bin/bridge ]] || cni_bin=/usr/lib/cni
   mkdir -p "$dir/cni/net.d"
-  # A bridge of this run's own, with no masquerade, no gateway and no route: nothing a Pod sends
-  # can leave the machine. The Pod's containers talk over 127.0.0.1; its probes are exec probes.
+  # A bridge of this run's own. It holds the range's first address (isGateway), so the kubelet
+  # reaches the Pods' IPs, as httpGet and tcpSocket probes need (docs/adapting.md's example); the
+  # Pods get no default route and no masquerade, so nothing a Pod sends can leave the machine.
   cat >"$dir/cni/net.d/10-e2e-node.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "e2e-node", "plugins": [
-  {"type": "bridge", "bridge": "$bridge", "isGateway": false, "ipMasq": false,
+  {"type": "bridge", "bridge": "$bridge", "isGateway": true, "isDefaultGateway": false, "ipMasq": false,
    "ipam": {"type": "host-local", "dataDir": "$dir/cni/ipam", "ranges": [[{"subnet": "10.244.0.0/24"}]]}},
   {"type": "loopback"}]}
 EOF
