@@ -8,9 +8,9 @@ container must not be OOM-killed, its peak memory stays under MEMORY_BOUND, it s
 client within a second during the flood and again once it is gone, and SIGTERM during a second
 flood still ends in exit 0 within the shutdown deadline.
 
-The readiness and liveness probes are exec probes (the sidecar listens on loopback only): run
-with `podman exec` as the kubelet runs them, in a container with only a loopback interface and
-job.yaml's environment, they pass.
+job.yaml's liveness probe is an exec probe (the sidecar listens on loopback only): run with
+`podman exec` as the kubelet runs it, in a container with only a loopback interface and job.yaml's
+environment, it passes.
 
 Traffic stays on 127.0.0.1; every wait has a deadline; the container is removed whatever
 happens.

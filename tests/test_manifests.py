@@ -6,6 +6,7 @@ image ships), not against a copy of itself."""
 import ipaddress
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -41,7 +42,7 @@ def validator():
 
 def validate(name, version):
     with tempfile.TemporaryDirectory() as scratch:
-        path = ROOT / name
+        path = name if isinstance(name, Path) else ROOT / name
         if tuple(map(int, version.split(".")[:2])) < (1, 29):
             path = with_empty_pod_conditions(path, Path(scratch))
         return subprocess.run(
@@ -116,6 +117,49 @@ def test_job_is_valid_on_every_supported_release(name, version):
     result = validate(name, version)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
+
+
+# docs/adapting.md's examples: strategic merge patches on job.yaml, applied as their headers say.
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))
+
+
+def example_job(example, scratch):
+    """job.yaml with the example applied by the `kubectl patch` command its header gives."""
+    header = (ROOT / "examples" / example).read_text()
+    command = re.search(r"^#\s+(kubectl patch .*?)\s*\\\n#\s+\| kubectl apply -f -$", header, re.M)
+    assert command, f"examples/{example} does not say how to apply it"
+    args = shlex.split(command[1])
+    assert args[:2] == ["kubectl", "patch"]
+    out = subprocess.run([shutil.which("kubectl"), *args[1:]], cwd=ROOT, capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    path = Path(scratch) / example
+    path.write_text(out)
+    return path
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_each_example_is_valid_on_every_supported_release(example, version, tmp_path):
+    result = validate(example_job(example, tmp_path), version)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_the_startup_probe_example_gates_the_app_with_a_probe_the_kubelet_can_reach(tmp_path):
+    job = yaml.safe_load(example_job("startup-probe.yaml", tmp_path).read_text())
+    sidecar = container(job, "sidecar")
+    # The probe replaces the hook, never runs beside it.
+    assert "lifecycle" not in sidecar
+    probe = sidecar["startupProbe"]["httpGet"]
+    (port,) = [p for p in sidecar["ports"] if p["name"] == probe["port"]]
+    # An httpGet probe goes to the Pod's IP: the sidecar must listen on it, on the probe's port.
+    host, _, listen_port = env(sidecar)["SIDECAR_LISTEN"].rpartition(":")
+    assert not ipaddress.ip_address(host).is_loopback and int(listen_port) == port["containerPort"]
+    # It waits as long as the hook did.
+    hook = container(load("job.yaml"), "sidecar")["lifecycle"]["postStart"]["exec"]["command"]
+    waited = duration_seconds(hook[hook.index("--timeout") + 1])
+    startup = sidecar["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == waited
 
 
 def test_strict_validation_bites():
