@@ -137,12 +137,33 @@ def example_job(example, scratch):
     return path
 
 
+def valid_from(example):
+    """The release from which the example's header says it is valid."""
+    header = re.sub(r"\n#\s*", " ", (ROOT / "examples" / example).read_text())
+    found = re.search(r"Valid from Kubernetes (1\.\d+) on", header)
+    assert found, f"examples/{example} does not say from which release it is valid"
+    return tuple(map(int, found[1].split(".")))
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_each_example_is_valid_on_every_supported_release(example, version, tmp_path):
+def test_each_example_is_valid_from_the_release_its_header_names(example, version, tmp_path):
     result = validate(example_job(example, tmp_path), version)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == ""
+    if tuple(map(int, version.split(".")[:2])) >= valid_from(example):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout == ""
+
+
+def test_the_image_volume_example_mounts_this_repositorys_sidecar_image_and_is_invalid_before_1_31(tmp_path):
+    job = yaml.safe_load(example_job("wait-ready-volume.yaml", tmp_path).read_text())
+    (volume,) = pod_spec(job)["volumes"]
+    assert volume["image"]["reference"] == images_env()["SIDECAR_IMAGE"]
+    sidecar = container(job, "sidecar")
+    (mount,) = sidecar["volumeMounts"]
+    hook = sidecar["lifecycle"]["postStart"]["exec"]["command"]
+    assert (mount["name"], hook[0]) == (volume["name"], f"{mount['mountPath']}/sidecar")
+    # The schema check bites: 1.30 has no image volumes.
+    assert validate(example_job("wait-ready-volume.yaml", tmp_path), "1.30.0").returncode != 0
 
 
 def test_the_startup_probe_example_gates_the_app_with_a_probe_the_kubelet_can_reach(tmp_path):
