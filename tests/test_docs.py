@@ -531,6 +531,9 @@ def numbers(path: Path) -> set[str]:
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
     text = FENCE.sub("", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)  # link targets: anchors differ by language
+    # A date as each language writes it: 2023-08-30 and 2023年8月30日 are one date.
+    text = re.sub(r"(\d{4})(?:-(\d{2})-(\d{2})\b|年(\d{1,2})月(\d{1,2})日)",
+                  lambda m: f"{m[1]}/{int(m[2] or m[4])}/{int(m[3] or m[5])}", text)
     return set(re.findall(r"\d+(?:\.\d+)*", text))
 
 
