@@ -98,15 +98,16 @@ pub struct ServeArgs {
     #[arg(long, env = "SIDECAR_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// How long a connection may go without a complete request head (at
-    /// most 1h). The clock starts at the accept and again at each head, so
-    /// this is also how long a connection may stay idle.
+    /// How long a connection may go without a request (at most 1h). The
+    /// clock starts at the accept and again after each answer, and stands
+    /// still while a request is being answered, so this is also how long a
+    /// connection may stay idle, and never cuts an answer.
     #[arg(long, env = "SIDECAR_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_header_read_timeout)]
     pub header_read_timeout: Duration,
 
     /// How many connections may be open at once (1 to 100000). At the cap, a
-    /// new connection takes the place of the one that has gone longest
-    /// without sending a request head.
+    /// new connection takes the place of a silent, busy or idle one; a
+    /// request already sent is still answered (docs/availability.md).
     #[arg(long, env = "SIDECAR_MAX_CONNECTIONS", value_name = "N", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=MAX_MAX_CONNECTIONS))]
     pub max_connections: u32,
 }

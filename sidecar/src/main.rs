@@ -16,10 +16,10 @@
 //! `curl 127.0.0.1:8080/` and Ctrl-C.
 
 mod accept_backoff;
+mod activity;
 mod config;
 mod connection;
 mod connection_cap;
-mod head_clock;
 mod routes;
 mod server;
 

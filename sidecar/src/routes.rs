@@ -12,6 +12,10 @@ pub const GREETING: &str = "Sidecar application\n";
 // Header values are statics because `from_static` checks every byte: here
 // that runs once, at compile time, rather than on every request.
 
+/// How long `GET /slow` takes, with the test-only `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
+pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The methods every known path accepts, as sent in `Allow` with a 405.
 static ALLOWED: HeaderValue = HeaderValue::from_static("GET, HEAD");
 /// The type of every body the sidecar sends.
@@ -31,6 +35,10 @@ pub fn respond(method: &Method, path: &str, ready: bool) -> Response<Full<Bytes>
         // Only with the test-only `fault-injection` feature (see Cargo.toml).
         #[cfg(feature = "fault-injection")]
         "/panic" => panic!("GET /panic: a fault injected for a test"),
+        // Answered after SLOW_ANSWER (server.rs waits): a handler slower
+        // than a test's header-read timeout.
+        #[cfg(feature = "fault-injection")]
+        "/slow" => (StatusCode::OK, "slow\n"),
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
     if method != Method::GET && method != Method::HEAD {

@@ -2,11 +2,11 @@
 //!
 //! [`run`] takes the shutdown trigger as a future: the binary passes the
 //! first SIGTERM, a test passes whatever it controls. While serving, it gives
-//! each connection it accepts a place under the connection cap, closing the
-//! one longest without a complete request head when the cap is full (see
-//! [`ConnectionCap`]), and each connection is closed once its client has gone
-//! the header-read timeout without completing a request head: on a new
-//! connection, and on a kept-alive one idle between requests (see
+//! each connection it accepts a place under the connection cap, asking an
+//! open one to close when the cap is full (see [`ConnectionCap`]), and each
+//! connection is closed once its client has gone the header-read timeout
+//! without a request: on a new connection, and on a kept-alive one idle
+//! between requests, but never while a request is under way (see
 //! [`connection`]).
 //!
 //! A panic in one connection's task ends that connection alone: tokio catches
@@ -41,6 +41,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -160,36 +161,46 @@ pub async fn run(
         };
         backoff.on_success();
         // Accepted first, then placed: at the cap, the new connection takes
-        // the place of the one longest without a complete head.
+        // the place of one the cap asks to close.
         let place = tokio::select! {
             place = cap.room() => place,
             () = &mut shutdown => break,
         };
         let shared = Arc::clone(&shared);
-        let clock = Arc::clone(&place.clock);
+        let activity = Arc::clone(place.activity());
         // The body is never read: no route takes one. Dropping the request
         // makes hyper discard the rest of a body and close the connection after
         // the answer, so a large upload is never held in memory.
-        let service = service_fn(move |request| {
-            clock.head_completed();
-            std::future::ready(Ok::<_, Infallible>(handle(&shared, &request)))
+        let service = service_fn(move |request: Request<Incoming>| {
+            let under_way = activity.request();
+            let shared = Arc::clone(&shared);
+            async move {
+                #[cfg(feature = "fault-injection")]
+                if request.uri().path() == "/slow" {
+                    tokio::time::sleep(routes::SLOW_ANSWER).await;
+                }
+                let response = handle(&shared, &request, under_way.connection_closing());
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         let timeout = settings.header_read_timeout;
         tokio::spawn(async move {
-            // The whole place, not only the clock the code below reads: its
-            // permit is what holds the connection's place under the cap.
+            // The whole place, not only the activity the code below reads:
+            // its permit is what holds the connection's place under the cap.
             let place = place;
             // Client-side failures (resets, timeouts, malformed requests) end
             // one connection and say nothing about the server's health.
-            match connection::serve(connection, &place.clock, timeout).await {
+            match connection::serve(connection, place.activity(), timeout).await {
                 Ending::Served(Ok(())) => {}
                 Ending::Served(Err(err)) => debug!(%err, "connection ended with an error"),
-                Ending::TimedOut => debug!(
-                    "closed a connection without a request head within the header-read timeout"
-                ),
-                Ending::MadeRoom => debug!("closed a connection to make room for a new one"),
+                Ending::TimedOut => {
+                    debug!("closed a connection without a request within the header-read timeout")
+                }
+                Ending::MadeRoom => {
+                    debug!("closed a connection without a request to make room for a new one")
+                }
             }
         });
     }
@@ -212,13 +223,19 @@ pub async fn run(
     }
 }
 
-/// Answers one request and counts it.
-fn handle(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let response = routes::respond(
+/// Answers one request and counts it. A connection asked to close says so
+/// in its answer, and hyper ends it after the answer.
+fn handle(shared: &Shared, request: &Request<Incoming>, closing: bool) -> Response<Full<Bytes>> {
+    let mut response = routes::respond(
         request.method(),
         request.uri().path(),
         shared.ready.load(Ordering::Relaxed),
     );
+    if closing {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     shared.requests_served.fetch_add(1, Ordering::Relaxed);
     debug!(method = %request.method(), path = request.uri().path(), status = response.status().as_u16(), "request");
     response
