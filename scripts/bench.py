@@ -5,10 +5,11 @@
 
 Builds for the Dockerfile's musl target: the sidecar, the app, and sidecar/examples/bare_hello.rs
 (hyper alone). Each round, each server in fresh processes: spawn to first 200 from /healthz,
-idle RSS, SIGTERM to exit idle; wrk on GET / (keep-alive, one thread): requests/s, p50, p99,
-peak RSS; SIGTERM to exit under load; then scripts/local.sh's time minus the app's sleep. wrk
-and the server get a core each (sched_setaffinity, as `taskset -c`) and, as root, nice -10; the
-order alternates by round; figures are medians. Exit 1 when the measurement failed.
+idle RSS, SIGTERM to exit idle; wrk on GET / (keep-alive, one thread): requests/s, requests per
+CPU-second of the server, p50, p99, peak RSS; SIGTERM to exit under load; then scripts/local.sh's
+time minus the app's sleep. wrk and the server get a core each (sched_setaffinity, as
+`taskset -c`) and, as root, nice -10; the order alternates by round; figures are medians.
+Exit 1 when the measurement failed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def vm(pid: int, key: str) -> int:
     """VmRSS or VmHWM of a process, in bytes (the kernel reports KiB)."""
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(rf"^{key}:\s+(\d+) kB", status, re.M)[1]) * 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used (utime and stime in /proc/PID/stat, fields 14
+    and 15 counting from 1, in clock ticks; the command name before them may hold spaces)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_get(port: int, path: str) -> tuple[int, bytes]:
@@ -140,11 +148,15 @@ def one_round(name: str, binary: Path, args, env: dict[str, str]) -> dict:
         figures["sigterm_idle_ms"] = server.sigterm() * 1e3
     with closing(Server(name, binary, args, env)) as server:
         server.ready()
+        cpu_before = cpu_seconds(server.proc.pid)
         out, _ = wrk(server.port, args.duration).communicate(timeout=args.duration + 60)
+        cpu = cpu_seconds(server.proc.pid) - cpu_before
         report = json.loads(out.partition("BENCH_JSON ")[2] or "null")
-        if not report or report["errors"] or not report["requests"]:
-            raise RuntimeError(f"{name}: wrk failed or saw errors: {out}")
+        if not report or report["errors"] or not report["requests"] or not cpu:
+            raise RuntimeError(f"{name}: wrk failed or saw errors, or no CPU time: {out}")
         figures["requests_per_second"] = report["requests"] / (report["duration_us"] / 1e6)
+        # What a request costs the server, whatever else the machine runs at the time.
+        figures["requests_per_cpu_second"] = report["requests"] / cpu
         figures["latency_p50_ms"] = report["p50_us"] / 1e3
         figures["latency_p99_ms"] = report["p99_us"] / 1e3
         figures["peak_rss_mb"] = vm(server.proc.pid, "VmHWM") / MB
@@ -192,6 +204,7 @@ def build() -> dict[str, Path]:
 # key: label, unit, target: sidecar/baseline ratio_min or ratio_max, or the sidecar's own max.
 FIGURES = {
     "requests_per_second": ("requests/s", "req/s", "ratio_min", 0.9),
+    "requests_per_cpu_second": ("requests per CPU-second", "req/CPU-s", "ratio_min", 0.9),
     "latency_p50_ms": ("latency p50", "ms", None, None),
     "latency_p99_ms": ("latency p99", "ms", "ratio_max", 1.2),
     "idle_rss_mb": ("idle RSS", "MB", "max", 2),

@@ -25,6 +25,7 @@ import resource
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
@@ -40,6 +41,10 @@ CLIENTS = 3000
 MEMORY_BOUND = 16 * 1024 * 1024
 HEAD = b"GET / HTTP/1.1\r\nHost: test\r\nX-Pad: ".ljust(8 * 1024, b"a")
 FLOOD_WAIT = 60
+# A new client's answer under job.yaml's CPU limit beside busy clients: a generous bound
+# (docs/availability.md has the figures).
+THROTTLED_WITHIN = 3
+LEAVING = 16  # connections closed for room that may still be ending (connection_cap.rs)
 SIDECAR = '.spec.template.spec.initContainers[?(@.name=="sidecar")]'
 
 
@@ -153,8 +158,9 @@ def flood(address: tuple[str, int], pid: int, baseline: int) -> list[socket.sock
         client.setblocking(False)
         client.connect_ex(address)
         clients.append(client)
-    # At the cap each new connection takes an older one's place, so for a moment the sidecar
-    # holds one socket more: the one just accepted and the one it closes (docs/availability.md).
+    # At the cap each new connection takes an older one's place at once, so the sidecar holds
+    # a few sockets more for a moment: those closing, and the one just accepted
+    # (docs/availability.md).
     wait_for("the cap reached", lambda: sockets(pid) - baseline >= cap, timeout=FLOOD_WAIT)
     for client in clients:
         try:
@@ -162,7 +168,7 @@ def flood(address: tuple[str, int], pid: int, baseline: int) -> list[socket.sock
         except OSError:
             pass  # still connecting, or closed to make room
     wait_for("the heads read", lambda: heads_read(address[1]) >= cap, timeout=FLOOD_WAIT)
-    assert cap <= sockets(pid) - baseline <= cap + 1
+    assert cap <= sockets(pid) - baseline <= cap + LEAVING + 1
     return clients
 
 
@@ -222,6 +228,53 @@ def test_a_flood_stays_inside_job_yaml_limits_and_sigterm_still_exits_0(built, s
     assert took < grace, f"stopped after {took:.1f}s: SIGKILL at the end of the grace period"
     logs = run(["podman", "logs", name], built).stderr
     assert "stopped at the shutdown deadline" in logs, logs
+
+
+def new_client(address: tuple[str, int]) -> tuple[str, float]:
+    """One GET /healthz on a new connection: the status code, or why there was none, and how
+    long it took."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection(address, timeout=5) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: new\r\nConnection: close\r\n\r\n")
+            line = conn.recv(64).split(b"\r\n")[0]
+            outcome = line.split(b" ")[1].decode() if line else "closed without an answer"
+    except OSError as err:
+        outcome = f"no answer: {err}"
+    return outcome, time.monotonic() - started
+
+
+@pytest.mark.parametrize("busy_clients", [300, 1000])
+def test_beside_busy_clients_every_new_client_is_answered_inside_job_yaml_limits(
+        built, sidecar, busy_clients):
+    # More busy keep-alive clients than the cap, each reconnecting at once when closed (an
+    # app's pool), and 200 new clients, one every 50 ms (issue 24). Each must get an answer.
+    # The sidecar has job.yaml's tenth of a core for all of them here, so the time allowed is
+    # THROTTLED_WITHIN; sidecar/tests/flood.rs holds the one-second promise without the limit.
+    name, address, pid, baseline = sidecar
+    cap = int(from_job(f'{{{SIDECAR}.env[?(@.name=="SIDECAR_MAX_CONNECTIONS")].value}}'))
+    busy = subprocess.Popen([sys.executable, str(Path(__file__).parent / "busy_clients.py"),
+                             str(address[1]), str(busy_clients)])
+    try:
+        wait_for("the cap reached", lambda: sockets(pid) - baseline >= cap, timeout=FLOOD_WAIT)
+        seen = []
+        for _ in range(200):
+            seen.append(new_client(address))
+            assert sockets(pid) - baseline <= cap + LEAVING + 1
+            time.sleep(0.05)  # pacing the new clients, as the issue's measurement does
+    finally:
+        busy.kill()
+        busy.wait(timeout=10)
+    served = sum(outcome == "200" for outcome, _ in seen)
+    times = sorted(took for _, took in seen)
+    worst = times[-1]
+    print(f"\n{busy_clients} busy clients: {served} of {len(seen)} new clients served 200 in "
+          f"{times[len(times) // 2] * 1000:.0f} ms (median), {times[-3] * 1000:.0f} ms (99th "
+          f"percentile), {worst * 1000:.0f} ms at worst; peak RSS {peak_memory(pid) // 1024} KiB")
+    assert all(outcome.isdigit() for outcome, _ in seen), seen
+    assert worst < THROTTLED_WITHIN, seen
+    assert peak_memory(pid) < MEMORY_BOUND
+    assert state(name, built)[2] == "running"
 
 
 def test_job_yaml_probes_pass_inside_the_container(built):
