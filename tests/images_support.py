@@ -131,6 +131,18 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.05):
         time.sleep(interval)
 
 
+def server_ends(port: int) -> list[tuple[int, str, bool]]:
+    """The server's end of each TCP connection to `port` on this host, from /proc/net/tcp
+    (local and remote address, state, then tx_queue:rx_queue): the client's port, the state
+    (01 is established), and whether the server has read every byte the client sent."""
+    ends = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state, queues = line.split()[1:5]
+        if int(local.rsplit(":", 1)[1], 16) == port:
+            ends.append((int(remote.rsplit(":", 1)[1], 16), state, queues.endswith(":00000000")))
+    return ends
+
+
 def http_get(url: str, timeout: float = 2) -> tuple[int, bytes]:
     """GET without raising on 4xx/5xx: returns (status, body)."""
     try:

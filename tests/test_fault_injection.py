@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from images_support import server_ends, wait_for
+
 REPO = Path(__file__).resolve().parent.parent
 CAP = 256  # --max-connections' default
 DEADLINE = 10  # seconds: any one wait here, on a machine shared with others
@@ -38,14 +40,6 @@ def release_sidecar_with_faults() -> Path:
                     "fault-injection", "--target", triple, "--target-dir", str(target_dir)],
                    cwd=REPO, check=True, timeout=1800)
     return target_dir / triple / "release" / "sidecar"
-
-
-def wait_for(what: str, condition):
-    deadline = time.monotonic() + DEADLINE
-    while not (found := condition()):
-        assert time.monotonic() < deadline, f"{what}: not within {DEADLINE} s"
-        time.sleep(0.01)
-    return found
 
 
 def get(conn: socket.socket, path: str) -> bytes:
@@ -65,14 +59,9 @@ def get(conn: socket.socket, path: str) -> bytes:
 
 
 def server_has_read(port: int, client: socket.socket) -> bool:
-    """Whether the server's end of `client`'s connection has nothing left to read, as
-    /proc/net/tcp shows it (local and remote address, state, then tx_queue:rx_queue)."""
-    ours = f":{client.getsockname()[1]:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, remote, _state, queues = line.split()[1:5]
-        if local.endswith(f":{port:04X}") and remote.endswith(ours):
-            return queues.endswith(":00000000")
-    return False
+    """Whether the server's end of `client`'s connection has nothing left to read."""
+    ours = client.getsockname()[1]
+    return any(peer == ours and read for peer, _, read in server_ends(port))
 
 
 @contextlib.contextmanager
@@ -85,7 +74,7 @@ def running(binary: Path, log: Path, *args: str) -> Iterator[tuple[subprocess.Po
             env=dict(os.environ, RUST_LOG="info", LOG_FORMAT="text"))
     try:
         port = int(wait_for("the listening line", lambda: re.search(
-            r"listening address=\S+:(\d+)", log.read_text()))[1])
+            r"listening address=\S+:(\d+)", log.read_text()), DEADLINE)[1])
         yield sidecar, port
     finally:
         if sidecar.poll() is None:  # after a failure: only this process, by its id
@@ -144,7 +133,7 @@ def test_a_request_under_way_is_answered_when_the_cap_needs_its_place(
     with running(release_sidecar_with_faults, log, "--max-connections", "1") as (sidecar, port):
         slow = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
         slow.sendall(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
-        wait_for("the slow request read", lambda: server_has_read(port, slow))
+        wait_for("the slow request read", lambda: server_has_read(port, slow), DEADLINE)
         # The only place is the slow request's: a new client takes it at once, and the slow
         # request is still answered, saying that its connection closes.
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as fresh:

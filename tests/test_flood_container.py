@@ -33,7 +33,8 @@ import pytest
 
 from pathlib import Path
 
-from images_support import builder_env, http_get, images_env, podman_env, run, wait_for
+from images_support import (builder_env, http_get, images_env, podman_env, run, server_ends,
+                            wait_for)
 
 CLIENTS = 3000
 # A hard limit for the debug build; docs/limits.md puts the release binary
@@ -132,15 +133,9 @@ def sockets(pid: int) -> int:
 
 
 def heads_read(port: int) -> int:
-    """Established connections to `port` whose server side has read every byte, from
-    /proc/net/tcp (the container shares the host's network namespace)."""
-    count = 0
-    for line in open("/proc/net/tcp").read().splitlines()[1:]:
-        fields = line.split()
-        local, state, queues = fields[1], fields[3], fields[4]
-        if int(local.rsplit(":", 1)[1], 16) == port and state == "01" and queues.endswith(":00000000"):
-            count += 1
-    return count
+    """Established connections to `port` whose server side has read every byte (the container
+    shares the host's network namespace)."""
+    return sum(state == "01" and read for _, state, read in server_ends(port))
 
 
 def peak_memory(pid: int) -> int:

@@ -37,7 +37,6 @@
 //! finds more than a quarter of the places free again. A crowd that comes and
 //! goes near the cap does not start a new episode with every connection.
 
-use std::ops::AddAssign;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -197,15 +196,13 @@ impl ConnectionCap {
                 let activity = &held.activity;
                 (Rank::of(activity, now), activity.last_progress())
             });
-        self.episode
-            .get_or_insert_with(|| {
-                warn!(
-                    max_connections = self.max,
-                    "at the connection cap; each new connection takes the place of a silent, busy or idle one (see docs/availability.md)"
-                );
-                0
-            })
-            .add_assign(1);
+        *self.episode.get_or_insert_with(|| {
+            warn!(
+                max_connections = self.max,
+                "at the connection cap; each new connection takes the place of a silent, busy or idle one (see docs/availability.md)"
+            );
+            0
+        }) += 1;
         match picked {
             Some(held) => {
                 held.activity.close();
