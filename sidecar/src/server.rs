@@ -132,8 +132,8 @@ pub async fn run(
     });
     let mut http = http1::Builder::new();
     // The connections' deadlines are their own (see connection.rs). `None`
-    // rather than hyper's default of 30 s, which without a timer would only
-    // log a warning per connection.
+    // says so: without a timer hyper drops its default of 30 s anyway, with a
+    // warning only under its `tracing` feature, which is off here.
     http.header_read_timeout(None)
         .max_buf_size(MAX_REQUEST_HEAD);
     let graceful = GracefulShutdown::new();
