@@ -134,7 +134,7 @@ push: ## Push both images, every platform built, to REGISTRY=host[:port]/path; p
 	scripts/images.sh push
 
 # Builds the images only when they are not this commit's already, so a warm run needs no builder.
-pod: ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl, offline)
+pod: ## job.yaml's Pod in two containers sharing a network namespace (needs kubectl and curl; offline)
 	scripts/images.sh current || scripts/images.sh
 	scripts/pod.sh
 

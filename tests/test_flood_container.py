@@ -37,8 +37,8 @@ from images_support import (builder_env, http_get, images_env, podman_env, run, 
                             wait_for)
 
 CLIENTS = 3000
-# A hard limit for the debug build; docs/limits.md puts the release binary
-# under 10 MiB at the cap.
+# A hard limit, the one flood.rs sets for the debug build; the image runs the musl release
+# binary, which docs/limits.md puts under 10 MiB at the cap.
 MEMORY_BOUND = 16 * 1024 * 1024
 HEAD = b"GET / HTTP/1.1\r\nHost: test\r\nX-Pad: ".ljust(8 * 1024, b"a")
 FLOOD_WAIT = 60

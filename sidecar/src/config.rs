@@ -106,7 +106,7 @@ pub struct ServeArgs {
     pub header_read_timeout: Duration,
 
     /// How many connections may be open at once (1 to 100000). At the cap, a
-    /// new connection takes the place of a silent, busy or idle one; a
+    /// new connection takes the place of an open one, silent ones first; a
     /// request already sent is still answered (docs/availability.md).
     #[arg(long, env = "SIDECAR_MAX_CONNECTIONS", value_name = "N", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=MAX_MAX_CONNECTIONS))]
     pub max_connections: u32,

@@ -23,8 +23,10 @@
 //! then polls the connection, which reads what has arrived. A request found
 //! is answered with `Connection: close`, and the connection ends after it.
 //! On loopback a client's request is in the server's socket as soon as the
-//! client's `send` returns, so a client that has sent its request is never
-//! closed without an answer.
+//! client's `send` returns, so a client that has sent its request is not
+//! closed without an answer, but for the two cases in docs/availability.md:
+//! an answer the socket would not take, and a request that arrives unseen
+//! when one poll of the I/O driver has more than 1,024 events.
 
 use std::future::{Future, poll_fn};
 use std::task::Poll;

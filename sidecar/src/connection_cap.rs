@@ -199,7 +199,7 @@ impl ConnectionCap {
         *self.episode.get_or_insert_with(|| {
             warn!(
                 max_connections = self.max,
-                "at the connection cap; each new connection takes the place of a silent, busy or idle one (see docs/availability.md)"
+                "at the connection cap; each new connection takes the place of an open one, silent ones first (see docs/availability.md)"
             );
             0
         }) += 1;

@@ -2,7 +2,8 @@
 //! default connection cap: thousands of clients that connect and send
 //! nothing, thousands that each hold 8 KB of a request head they never
 //! finish, and slowloris clients that send a byte of a head every 2 s. The
-//! sidecar holds no more than the cap, its memory stays under
+//! sidecar holds no more than [`HELD_AT_MOST`] connections (the cap, those
+//! still ending and the one just accepted), its memory stays under
 //! [`MEMORY_BOUND_KIB`], a new client is served within a second whatever
 //! the flood, a client sending a request a second sees no failure, clients
 //! too slow to send a request are cut off, and SIGTERM in the middle of a
@@ -49,8 +50,8 @@ const CLIENTS: usize = 3000;
 /// and room for the rest.
 const OPEN_FILES: u64 = 5000 + 1024;
 /// The most the sidecar may hold resident at any moment of a flood: the
-/// issue's "well under 16 MB" as a hard limit. The cap's arithmetic (README:
-/// Limits) puts the release binary under 10 MiB; this debug build with
+/// issue's "well under 16 MB" as a hard limit. The cap's arithmetic
+/// (docs/limits.md) puts the release binary under 10 MiB; this debug build with
 /// glibc's allocator needs a little more.
 const MEMORY_BOUND_KIB: u64 = 16 * 1024;
 /// How long the floods' waits may take, on a machine shared with others.
