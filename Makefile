@@ -9,6 +9,7 @@
 #   PLATFORMS       the platforms `images` builds (default: the engine's own, for kind)
 #   REGISTRY        where `push` sends the images: host[:port]/path
 #   REPORT          a directory where `test` and `test-arm64` also leave their results (check sets it)
+#   RELEASES        the releases `e2e-matrix` runs, of e2e/releases (default: all)
 # The scripts read them, and hold their defaults.
 
 SHELL := bash
@@ -25,7 +26,7 @@ VENV := .venv
 KIND_DEMO := scripts/kind-demo.sh
 
 .PHONY: help build test test-arm64 lint check check-tools bench local images push sbom pod demo demo-kind demo-legacy \
-	kind-up kind-down kind-load deploy logs e2e-node mutants clean
+	kind-up kind-down kind-load deploy logs e2e-node e2e-matrix mutants clean
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -90,6 +91,12 @@ e2e-node: $(VENV) ## job.yaml on a real kubelet, containerd and API server, buil
 	e2e/node.sh check
 	$(MAKE) images
 	$(VENV)/bin/pytest -rs tests/e2e_node
+
+# The same node on every release of e2e/releases, 1.28 to 1.37: what each does, observed.
+e2e-matrix: $(VENV) ## test_releases.py and test_lifecycle.py on every release of e2e/releases, one node each; writes docs/versions.md's table (root; hours)
+	e2e/node.sh check
+	$(MAKE) images
+	e2e/matrix.sh $(RELEASES)
 
 mutants: ## Mutation testing (cargo-mutants, .cargo/mutants.toml): every mutant must be caught; slow, CI runs it weekly
 	$(CARGO) mutants --workspace

@@ -1,24 +1,22 @@
 #!/usr/bin/env bash
-# Builds make e2e-node's programs for one Kubernetes minor from upstream's Go modules, pinned
+# Builds make e2e-node's programs for one Kubernetes release from upstream's Go modules, pinned
 # by the wrapper modules beside this script (their go.sum is the supply-chain record), and
 # prints the directory that holds them. A directory is keyed by what it was built from, so a
 # warm run builds nothing.
 #
-#   e2e/build.sh 1.37|1.35      E2E_CACHE: where the directories go (.cache/e2e)
+#   e2e/build.sh RELEASE      a release of e2e/releases: 1.37, 1.35, 1.28, 1.34.0, ...
+#                             E2E_CACHE: where the directories go (.cache/e2e)
 set -euo pipefail
 
 e2e=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 die() { echo "e2e/build.sh: $*" >&2; exit 1; }
 
-# containerd's RELEASES.md ("Kubernetes Support", v2.4.2) recommends 2.4.0+ or 2.3.0+ for 1.37
-# and 2.2.0+ or 2.1.5+ for 1.35; no 2.x line is listed for both.
-case ${1:-} in
-  1.37) containerd=2.4 ;;
-  1.35) containerd=2.2 ;;
-  *) echo "usage: e2e/build.sh 1.37|1.35" >&2; exit 2 ;;
-esac
-minor=$1
-modules=("$e2e/kube/$minor" "$e2e/containerd/$containerd" "$e2e/etcd" "$e2e/runc")
+minor=${1:-}
+# e2e/releases: the containerd and etcd lines each release runs with.
+row=$(awk -v r="$minor" '$1 == r { print; exit }' "$e2e/releases")
+read -r _ containerd etcd _ <<<"$row"
+[[ -n $containerd ]] || { echo "usage: e2e/build.sh RELEASE (one of: $(awk '/^[0-9]/ { printf "%s ", $1 }' "$e2e/releases"))" >&2; exit 2; }
+modules=("$e2e/kube/$minor" "$e2e/containerd/$containerd" "$e2e/etcd/$etcd" "$e2e/runc")
 command -v go >/dev/null || die "needs Go 1.26 or newer (https://go.dev/doc/install)"
 
 key=$(cat "${BASH_SOURCE[0]}" "$e2e"/pause/* "${modules[@]/%//go.mod}" "${modules[@]/%//go.sum}" | sha256sum | cut -c1-16)
@@ -48,14 +46,17 @@ echo "e2e/build.sh: Kubernetes $k8s (kube-apiserver, kube-controller-manager, ku
 (cd "$e2e/kube/$minor" && go build -ldflags "${ldflags[*]}" -o "$out/" tool)
 
 # Without the snapshotters that need cgo or kernel modules this tier does not use (BUILDING.md).
-ctrd=$(version "$e2e/containerd/$containerd" github.com/containerd/containerd/v2 Version)
+# containerd 2's module path ends in /v2; 1.7's does not.
+ctrd_module=github.com/containerd/containerd
+[[ $containerd == 1.* ]] || ctrd_module+=/v2
+ctrd=$(version "$e2e/containerd/$containerd" "$ctrd_module" Version)
 echo "e2e/build.sh: containerd $ctrd (containerd, containerd-shim-runc-v2, ctr)" >&2
 (cd "$e2e/containerd/$containerd" && go build -tags "no_btrfs no_devmapper no_zfs urfave_cli_no_docs" \
-  -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$ctrd -X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2" \
+  -ldflags "-s -w -X $ctrd_module/version.Version=$ctrd -X $ctrd_module/version.Package=$ctrd_module" \
   -o "$out/" tool)
 
-echo "e2e/build.sh: etcd $(version "$e2e/etcd" go.etcd.io/etcd/server/v3 Version)" >&2
-(cd "$e2e/etcd" && go build -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3)
+echo "e2e/build.sh: etcd $(version "$e2e/etcd/$etcd" go.etcd.io/etcd/server/v3 Version)" >&2
+(cd "$e2e/etcd/$etcd" && go build -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3)
 
 # Debian bookworm's runc 1.1.5 cannot start containerd 2.4's sandboxes here ("can't get final
 # child's PID from pipe: EOF"). runc needs cgo, and libseccomp for the seccomp profiles that

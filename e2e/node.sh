@@ -15,13 +15,20 @@
 #   e2e/node.sh stop-kubelet DIR   stops the kubelet alone (its containers keep running)
 #   e2e/node.sh start-kubelet DIR  starts it again, as `up` did
 #
-# K8S: 1.37 (default) or 1.35. CONTAINER_TOOL: the engine make images used (docker or podman).
+# K8S: a release of e2e/releases, 1.37 by default. FEATURE_GATES: gates every component gets
+# (NAME=BOOL,...), as the article's cluster file gave SidecarContainers=true to 1.28's.
+# CONTAINER_TOOL: the engine make images used (docker or podman).
 # Exit status: 0 done, 1 failed (after `up` fails, run `down`), 2 usage, 3 not runnable here.
 set -euo pipefail
 
 e2e=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$e2e/.." && pwd)
 minor=${K8S:-1.37}
+# The minor's number, for what changed between releases: 34 for 1.34.0.
+number=${minor#1.} number=${number%%.*}
+gates=${FEATURE_GATES:-}
+# Its containerd line, from its row in e2e/releases (empty if it has none).
+read -r _ containerd _ <<<"$(awk -v r="$minor" '$1 == r { print; exit }' "$e2e/releases")"
 cluster='e2e-node'
 # The node's name is its address, as in hack/local-up-cluster.sh: the kubelet then reports
 # 127.0.0.1 as its InternalIP (a --node-ip on loopback is refused), which the API server uses.
@@ -37,7 +44,8 @@ check() {
   local missing=()
   [[ $(uname -s) == Linux ]] || { say "needs Linux (the kubelet and containerd run as root processes here)"; exit 3; }
   ((EUID == 0)) || { say "needs root: sudo make e2e-node (it starts containerd and the kubelet)"; exit 3; }
-  [[ $minor == 1.37 || $minor == 1.35 ]] || { say "K8S must be 1.37 or 1.35, not '$minor'"; exit 2; }
+  [[ -n $containerd ]] ||
+    { say "K8S must be a release of e2e/releases ($(awk '/^[0-9]/ && !seen[$1]++ { printf "%s%s", sep, $1; sep = ", " }' "$e2e/releases")), not '$minor'"; exit 2; }
   command -v go >/dev/null || missing+=("Go 1.26+ (https://go.dev/doc/install)")
   command -v cc >/dev/null || missing+=("a C compiler, for runc (apt-get install gcc)")
   pkg-config --exists libseccomp 2>/dev/null || missing+=("libseccomp, for runc (apt-get install libseccomp-dev pkg-config)")
@@ -90,13 +98,16 @@ certs() {
   # per component (the kubelet's as system:node:$node), the service-account key pair, etcd's.
   # kubeadm refuses a loopback advertiseAddress; everything is reached at controlPlaneEndpoint,
   # 127.0.0.1, so a documentation address (RFC 5737) stands in, only ever in the certificates.
+  # v1beta4 from 1.31 on; the fields used here are the same in v1beta3.
+  local api=v1beta4
+  ((number >= 31)) || api=v1beta3
   cat >"$dir/kubeadm.yaml" <<EOF
-apiVersion: kubeadm.k8s.io/v1beta4
+apiVersion: kubeadm.k8s.io/$api
 kind: InitConfiguration
 localAPIEndpoint: {advertiseAddress: 192.0.2.1, bindPort: 6443}
 nodeRegistration: {name: $node}
 ---
-apiVersion: kubeadm.k8s.io/v1beta4
+apiVersion: kubeadm.k8s.io/$api
 kind: ClusterConfiguration
 clusterName: $cluster
 kubernetesVersion: $("$bin/kubectl" version --client -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p')
@@ -114,7 +125,10 @@ EOF
 }
 
 control_plane() {
-  local pki=$dir/pki kc=$dir/kubeconfig
+  local pki=$dir/pki kc=$dir/kubeconfig admin
+  # The same feature gates for every component, if any.
+  local gate_flags=()
+  [[ -z $gates ]] || gate_flags=(--feature-gates "$gates")
   start etcd "$bin/etcd" --name "$cluster" --data-dir "$dir/etcd" \
     --listen-client-urls https://127.0.0.1:2379 --advertise-client-urls https://127.0.0.1:2379 \
     --listen-peer-urls https://127.0.0.1:2380 --initial-advertise-peer-urls https://127.0.0.1:2380 \
@@ -135,22 +149,26 @@ control_plane() {
     --kubelet-preferred-address-types InternalIP --endpoint-reconciler-type none \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 --profiling=false
-  await kube-apiserver 120 "$bin/kubectl" --kubeconfig "$kc/super-admin.conf" get --raw /readyz
+    --service-cluster-ip-range 10.96.0.0/16 --profiling=false "${gate_flags[@]}"
+  # kubeadm writes super-admin.conf (group system:masters) from 1.29 on; before, admin.conf is that.
+  admin=$kc/super-admin.conf
+  [[ -e $admin ]] || admin=$kc/admin.conf
+  await kube-apiserver 120 "$bin/kubectl" --kubeconfig "$admin" get --raw /readyz
   # The bindings kubeadm's init and hack/local-up-cluster.sh make: admin.conf's group is
   # cluster-admin, and the API server's client certificate may use the kubelet's API (logs, exec).
-  "$bin/kubectl" --kubeconfig "$kc/super-admin.conf" create clusterrolebinding kubeadm:cluster-admins \
+  "$bin/kubectl" --kubeconfig "$admin" create clusterrolebinding kubeadm:cluster-admins \
     --clusterrole cluster-admin --group kubeadm:cluster-admins >/dev/null
-  "$bin/kubectl" --kubeconfig "$kc/super-admin.conf" create clusterrolebinding kube-apiserver-kubelet-api-admin \
+  "$bin/kubectl" --kubeconfig "$admin" create clusterrolebinding kube-apiserver-kubelet-api-admin \
     --clusterrole system:kubelet-api-admin --user kube-apiserver-kubelet-client >/dev/null
 
   start kube-controller-manager "$bin/kube-controller-manager" --bind-address 127.0.0.1 --leader-elect=false \
     --kubeconfig "$kc/controller-manager.conf" --authentication-kubeconfig "$kc/controller-manager.conf" \
     --authorization-kubeconfig "$kc/controller-manager.conf" --use-service-account-credentials \
     --client-ca-file "$pki/ca.crt" --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
-    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key"
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" "${gate_flags[@]}"
   start kube-scheduler "$bin/kube-scheduler" --bind-address 127.0.0.1 --leader-elect=false \
-    --kubeconfig "$kc/scheduler.conf" --authentication-kubeconfig "$kc/scheduler.conf" --authorization-kubeconfig "$kc/scheduler.conf"
+    --kubeconfig "$kc/scheduler.conf" --authentication-kubeconfig "$kc/scheduler.conf" --authorization-kubeconfig "$kc/scheduler.conf" \
+    "${gate_flags[@]}"
   await kube-controller-manager 60 curl -sfk https://127.0.0.1:10257/healthz
   await kube-scheduler 60 curl -sfk https://127.0.0.1:10259/healthz
 }
@@ -179,7 +197,20 @@ EOF
   # scores at or above its own instead, as kind does for rootless nodes.
   local restrict_oom=false
   (((0x$(sed -n 's/^CapEff:\t//p' /proc/self/status) >> 24) & 1)) || restrict_oom=true  # bit 24: CAP_SYS_RESOURCE
-  cat >"$dir/containerd/config.toml" <<EOF
+  if [[ $containerd == 1.* ]]; then
+    containerd_1_config "$cni_bin" "$restrict_oom" >"$dir/containerd/config.toml"
+  else
+    containerd_2_config "$cni_bin" "$restrict_oom" >"$dir/containerd/config.toml"
+  fi
+  # containerd finds its shim on PATH.
+  # Trace: the tests read the order of its CRI calls from this log (ExecSync returns at trace).
+  start containerd env PATH="$bin:$PATH" "$bin/containerd" --config "$dir/containerd/config.toml" --log-level trace
+  await containerd 60 "$bin/ctr" --address "$dir/containerd/containerd.sock" version
+}
+
+# containerd 2's configuration (version 3), for CNI_BIN and RESTRICT_OOM.
+containerd_2_config() {
+  cat <<EOF
 version = 3
 root = "$dir/containerd/root"
 state = "$dir/containerd/state"
@@ -194,7 +225,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     sandbox = '$pause_image'
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
-  restrict_oom_score_adj = $restrict_oom
+  restrict_oom_score_adj = $2
   cdi_spec_dirs = []
   [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
     runtime_type = 'io.containerd.runc.v2'
@@ -203,13 +234,38 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
       BinaryName = "$bin/runc"
       Root = "$dir/containerd/runc"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['$cni_bin']
+    bin_dirs = ['$1']
     conf_dir = '$dir/cni/net.d'
 EOF
-  # containerd finds its shim on PATH.
-  # Trace: the tests read the order of its CRI calls from this log (ExecSync returns at trace).
-  start containerd env PATH="$bin:$PATH" "$bin/containerd" --config "$dir/containerd/config.toml" --log-level trace
-  await containerd 60 "$bin/ctr" --address "$dir/containerd/containerd.sock" version
+}
+
+# The same for containerd 1.7 (version 2: one CRI plugin, older names).
+containerd_1_config() {
+  cat <<EOF
+version = 2
+root = "$dir/containerd/root"
+state = "$dir/containerd/state"
+disabled_plugins = ["io.containerd.nri.v1.nri"]
+[grpc]
+  address = "$dir/containerd/containerd.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$dir/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$pause_image"
+  netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = $2
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        BinaryName = "$bin/runc"
+        Root = "$dir/containerd/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$1"
+    conf_dir = "$dir/cni/net.d"
+EOF
 }
 
 # The images, as `kind load image-archive` puts them on a kind node: the single-platform archive
@@ -217,7 +273,8 @@ EOF
 # (kind v0.33.0, pkg/cluster/nodeutils/util.go: LoadImageArchive).
 load_images() {
   local archive
-  PATH="$bin:$PATH" KUBECONFIG="$dir/kubeconfig/admin.conf" KUBE_CONTEXT="$context" \
+  # K8S picks kind's cluster file there, which this node has none of.
+  env -u K8S PATH="$bin:$PATH" KUBECONFIG="$dir/kubeconfig/admin.conf" KUBE_CONTEXT="$context" \
     "$root/scripts/kind-demo.sh" archives "$dir/images" "$pause_image"
   for archive in "$dir/images"/*.tar; do
     say "importing $(basename "$archive")"
@@ -265,6 +322,7 @@ kubelet_up() {
     fi
   done
   own_dir /var/log/containers
+  ((number >= 30)) || own_dir /var/log/pods
   undo "find /var/log/containers -lname '$dir/*' -delete"
 
   cat >"$dir/kubelet/config.yaml" <<EOF
@@ -279,12 +337,10 @@ authentication:
   x509: {clientCAFile: $dir/pki/ca.crt}
 authorization: {mode: Webhook}
 containerRuntimeEndpoint: unix://$dir/containerd/containerd.sock
-# cgroup v1 hosts: the kubelet refuses them unless told otherwise from 1.35 on (KEP-5573);
 # cgroupfs, as there is no systemd to delegate to, and containerd's runc is set the same way.
-failCgroupV1: false
 cgroupDriver: cgroupfs
 cgroupRoot: $cgroup_root
-podLogsDir: $dir/kubelet/pod-logs
+$(release_specific_kubelet_config)
 # Only what this run loads is on the node, and it must stay there: no image GC, and no eviction
 # on a CI disk that is fuller than the defaults allow.
 imageGCHighThresholdPercent: 100
@@ -297,6 +353,19 @@ EOF
   say "node $node: Ready"
   # Pods need the namespace's service account, which the controller manager creates.
   await "the default service account" 60 "${kubectl[@]}" get serviceaccount default
+}
+
+# What a release knows of: older kubelets decode a field they do not know leniently, with a
+# warning (pkg/kubelet/kubeletconfig/util/codec), so the fields are left out instead.
+release_specific_kubelet_config() {
+  # cgroup v1 hosts: the kubelet refuses them unless told otherwise from 1.35 on (KEP-5573); the
+  # field exists from 1.31 on.
+  ((number < 31)) || echo "failCgroupV1: false"
+  # From 1.30 on; before, the Pods' logs go to /var/log/pods, which `up` owns then.
+  ((number < 30)) || echo "podLogsDir: $dir/kubelet/pod-logs"
+  if [[ -n $gates ]]; then
+    echo "featureGates: {${gates//=/: }}"
+  fi
 }
 
 kubelet_start() {

@@ -80,7 +80,8 @@ def test_least_privilege(path):
     assert workflow["permissions"] == {}
     for name, job in workflow["jobs"].items():
         assert job["permissions"] == {"contents": "read"}, name
-        assert job["timeout-minutes"] <= 30, name
+        # e2e-matrix builds a release cold, then runs its node: the one job allowed an hour.
+        assert job["timeout-minutes"] <= (60 if name == "e2e-matrix" else 30), name
     for step in steps(workflow):
         if step.get("uses", "").startswith("actions/checkout@"):
             assert step["with"]["persist-credentials"] is False

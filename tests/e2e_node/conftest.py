@@ -8,13 +8,19 @@ tests measure is printed at the end of the run, under "e2e-node".
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import tempfile
 import time
+from datetime import date
 
 import pytest
 
-from e2e_support import NODE, REPORT, Node
+from e2e_support import NODE, REPORT, RESULTS, Node
+
+# The node's parts, by name, with their versions: E2E_RESULTS's record of what ran.
+COMPONENTS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +36,8 @@ def node():
         settings = dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
         running = Node(settings)
         version = running.get("nodes")["items"][0]["status"]["nodeInfo"]
+        COMPONENTS.update(kubelet=version["kubeletVersion"], containerd=version["containerRuntimeVersion"],
+                          **{name: first_version(running, name) for name in ("runc", "etcd")})
         REPORT.append(f"e2e/node.sh up took {time.monotonic() - started:.0f}s (a build included, if one was needed): "
                       f"kubelet {version['kubeletVersion']}, "
                       f"{version['containerRuntimeVersion']}, {version['osImage']}, kernel {version['kernelVersion']}")
@@ -37,6 +45,21 @@ def node():
     finally:
         down = subprocess.run([NODE, "down", directory], capture_output=True, text=True, timeout=300)
         assert down.returncode == 0, f"e2e/node.sh down failed:\n{down.stderr}"
+
+
+def first_version(node: Node, program: str) -> str:
+    """What `PROGRAM --version` says of its own version, in its first line."""
+    out = subprocess.run([f"{node.settings['E2E_NODE_BIN']}/{program}", "--version"], capture_output=True, text=True)
+    return out.stdout.splitlines()[0].split()[-1]
+
+
+def pytest_sessionfinish(session):
+    """With E2E_RESULTS=FILE, what test_releases.py saw and the node's parts, as JSON (e2e/matrix.sh)."""
+    if os.environ.get("E2E_RESULTS") and COMPONENTS:
+        record = {"release": os.environ.get("K8S", "1.37"), "gates": os.environ.get("FEATURE_GATES", ""),
+                  "date": date.today().isoformat(), "components": COMPONENTS, "results": RESULTS}
+        with open(os.environ["E2E_RESULTS"], "w") as out:
+            json.dump(record, out, indent=2)
 
 
 def pytest_terminal_summary(terminalreporter):

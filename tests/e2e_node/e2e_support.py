@@ -23,8 +23,19 @@ NODE = ROOT / "e2e" / "node.sh"
 KIND_DEMO = ROOT / "scripts" / "kind-demo.sh"
 JOB_YAML = ROOT / "job.yaml"
 LEGACY_YAML = ROOT / "job-legacy.yaml"
+# The release the node runs (a row of e2e/releases), its minor's number, and its feature gates.
+RELEASE = os.environ.get("K8S", "1.37")
+NUMBER = int(RELEASE.split(".")[1])
+GATES = os.environ.get("FEATURE_GATES", "")
+# Native sidecars exist from 1.28 with the gate on, and from 1.29 on by default; the ordered
+# shutdown (the app first, then the sidecars in reverse order) from 1.29 on (docs/versions.md).
+SIDECARS = NUMBER >= 29 or "SidecarContainers=true" in GATES
+ORDERED_SHUTDOWN = NUMBER >= 29
 # Lines printed at the end of the run, under "e2e-node": what the tests measured.
 REPORT: list[str] = []
+# What each scenario of test_releases.py saw, by scenario: written to E2E_RESULTS (a JSON file)
+# at the end of the run, for docs/versions.md's table.
+RESULTS: dict[str, str] = {}
 
 
 @dataclass
@@ -35,8 +46,10 @@ class Node:
 
     @property
     def env(self) -> dict[str, str]:
-        """The environment of make demo's scripts, pointed at this node, with its kubectl first."""
-        return {**os.environ, **self.settings, "PATH": f"{self.settings['E2E_NODE_BIN']}:{os.environ['PATH']}"}
+        """The environment of make demo's scripts, pointed at this node, with its kubectl first;
+        without K8S, which picks a kind cluster file there."""
+        inherited = {key: value for key, value in os.environ.items() if key != "K8S"}
+        return {**inherited, **self.settings, "PATH": f"{self.settings['E2E_NODE_BIN']}:{os.environ['PATH']}"}
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
         done = subprocess.run(["kubectl", "--context", self.settings["KUBE_CONTEXT"], *args], input=stdin,
@@ -156,10 +169,17 @@ def containerd_lines(node) -> list[tuple[datetime, str]]:
     return lines
 
 
+def metadata_name(line: str) -> str | None:
+    """The name in a CRI call's metadata, as containerd 2 logs it (name:\"x\") or 1.7
+    (&PodSandboxMetadata{Name:x,...})."""
+    found = re.search(r'name:\\"([^\\]+)\\"|Metadata\{Name:([^,]+),', line)
+    return found and (found.group(1) or found.group(2))
+
+
 def first(lines, needle: str, sandbox: str = "") -> datetime:
     """The time of the first line with `needle` (and, if given, after the Pod's sandbox was
     created: containerd's log holds every run on the node)."""
-    start = next((i for i, (_, line) in enumerate(lines) if sandbox and f'name:\\"{sandbox}\\"' in line), 0)
+    start = next((i for i, (_, line) in enumerate(lines) if sandbox and metadata_name(line) == sandbox), 0)
     return next(at for at, line in lines[start:] if needle in line)
 
 
@@ -175,8 +195,10 @@ def stopped(lines, container: str) -> datetime:
 def exited(lines, container: str) -> tuple[datetime, int]:
     """When the container's process exited, and its exit status, from containerd's exit event
     (which leaves out a status of 0)."""
+    # containerd 2 says "received container exit event", 1.7 "received exit event".
+    exit_event = re.compile(rf'received (container )?exit event container_id:\\"{container}\\"')
     for at, line in lines:
-        if f'received container exit event container_id:\\"{container}\\"' in line:
+        if exit_event.search(line):
             status = re.search(r"exit_status:(\d+)", line)
             return at, int(status.group(1)) if status else 0
     raise AssertionError(f"containerd never saw {container} exit")
@@ -185,12 +207,12 @@ def exited(lines, container: str) -> tuple[datetime, int]:
 def sandbox_of(lines, pod: str) -> str:
     """The id of the Pod's sandbox, from containerd's RunPodSandbox."""
     return next(re.search(r'returns sandbox id \\"(\w+)', line).group(1) for _, line in lines
-                if f'RunPodSandbox for name:\\"{pod}\\"' in line and "returns sandbox id" in line)
+                if "RunPodSandbox for" in line and "returns sandbox id" in line and metadata_name(line) == pod)
 
 
 def created_in(lines, sandbox: str) -> list[str]:
     """The names of the containers created in the sandbox, once per CreateContainer."""
-    return [re.search(r'for name:\\"([^\\]+)', line).group(1) for _, line in lines
+    return [metadata_name(line) for _, line in lines
             if f'CreateContainer within sandbox \\"{sandbox}\\"' in line and "returns container id" in line]
 
 
@@ -214,10 +236,10 @@ def ms(delta) -> str:
 
 # --- Jobs made from job.yaml -------------------------------------------------------------------
 
-def variant(node, tmp_path: Path, name: str, *patches: dict | list) -> Path:
-    """job.yaml as Job `name`, changed by `kubectl patch --local`: a dict is a strategic merge
-    patch (containers and their env merge by name), a list a JSON patch."""
-    text = subprocess.run(["kubectl", "patch", "--local", "-f", JOB_YAML, "--type", "merge", "-o", "json",
+def variant(node, tmp_path: Path, name: str, *patches: dict | list, source: Path = JOB_YAML) -> Path:
+    """job.yaml (or `source`) as Job `name`, changed by `kubectl patch --local`: a dict is a
+    strategic merge patch (containers and their env merge by name), a list a JSON patch."""
+    text = subprocess.run(["kubectl", "patch", "--local", "-f", source, "--type", "merge", "-o", "json",
                            "-p", json.dumps({"metadata": {"name": name}})],
                           env=node.env, capture_output=True, text=True, check=True).stdout
     for patch in patches:

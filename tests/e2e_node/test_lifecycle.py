@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import (REPORT, Started, all_of, app_env, await_end, condition, container_id, containerd_lines,
+from e2e_support import (ORDERED_SHUTDOWN, REPORT, SIDECARS, Started, all_of, app_env, await_end, condition, container_id, containerd_lines,
                          created_in, events_of, exited, first, line_with, log_lines, ms, now, parse_log, pods_of,
                          record_stem, run_job, sandbox_of, signal_container, start, status_of, stopped, variant)
 from images_support import kubectl_objects, wait_for
+
+pytestmark = pytest.mark.skipif(not SIDECARS, reason="native sidecars are off: 1.28 without the SidecarContainers gate")
 
 # The app's work, shortened where its length does not matter: long enough for the test to act
 # while it runs.
@@ -129,16 +131,22 @@ def deletion(request, node, tmp_path_factory):
     return seen
 
 
+@pytest.mark.skipif(not ORDERED_SHUTDOWN, reason="1.28 stops every container at once")
 def test_on_deletion_the_app_gets_sigterm_first(deletion):
     trace = deletion.trace
     assert stopped(trace, container_id(deletion.started.pod, "app")) < stopped(trace, container_id(deletion.started.pod, "sidecar"))
 
 
-def test_on_deletion_the_sidecar_is_stopped_only_once_the_app_has_exited(deletion):
+def test_on_deletion_the_sidecar_is_stopped_only_once_the_app_has_exited_from_1_29_on(deletion):
     app_exit, _ = exited(deletion.trace, container_id(deletion.started.pod, "app"))
-    assert app_exit < stopped(deletion.trace, container_id(deletion.started.pod, "sidecar"))
-    # The sidecar's own line for SIGTERM comes after the app's last line.
-    assert deletion.app_log[-1][0] < line_with(deletion.sidecar_log, "shutting down")
+    sidecar_stop = stopped(deletion.trace, container_id(deletion.started.pod, "sidecar"))
+    sigterm = line_with(deletion.sidecar_log, "shutting down")
+    if ORDERED_SHUTDOWN:
+        # The sidecar's own line for SIGTERM comes after the app's last line, too.
+        assert app_exit < sidecar_stop and deletion.app_log[-1][0] < sigterm
+    else:
+        # 1.28's alpha stops both together: the sidecar hears SIGTERM while the app still runs.
+        assert sidecar_stop < app_exit
 
 
 def test_on_deletion_the_app_exits_promptly_with_143(deletion):
@@ -319,9 +327,11 @@ def test_two_sidecars_start_in_the_order_listed_each_after_the_previous_ones_hoo
     assert seen["created"]["sidecar-2"] < seen["hook returned"]["sidecar-2"] < seen["created"]["app"]
 
 
-def test_two_sidecars_are_stopped_after_the_app_in_reverse_order(two_sidecars):
+def test_two_sidecars_are_stopped_after_the_app_in_reverse_order_from_1_29_on(two_sidecars):
     _, _, seen = two_sidecars
-    assert seen["exited"]["app"] < seen["stopped"]["sidecar-2"] < seen["stopped"]["sidecar"]
+    assert seen["exited"]["app"] < min(seen["stopped"]["sidecar-2"], seen["stopped"]["sidecar"])
+    if ORDERED_SHUTDOWN:
+        assert seen["stopped"]["sidecar-2"] < seen["stopped"]["sidecar"]
 
 
 def test_two_sidecars_both_exit_0_and_the_job_completes(two_sidecars):
