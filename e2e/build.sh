@@ -15,7 +15,7 @@ minor=${1:-}
 # e2e/releases: the containerd and etcd lines each release runs with.
 row=$(awk -v r="$minor" '$1 == r { print; exit }' "$e2e/releases")
 read -r _ containerd etcd _ <<<"$row"
-[[ -n $containerd ]] || { echo "usage: e2e/build.sh RELEASE (one of: $(awk '/^[0-9]/ { printf "%s ", $1 }' "$e2e/releases"))" >&2; exit 2; }
+[[ -n $containerd ]] || { echo "usage: e2e/build.sh RELEASE (one of: $(awk '/^[0-9]/ && !seen[$1]++ { printf "%s%s", sep, $1; sep = ", " }' "$e2e/releases"))" >&2; exit 2; }
 modules=("$e2e/kube/$minor" "$e2e/containerd/$containerd" "$e2e/etcd/$etcd" "$e2e/runc")
 command -v go >/dev/null || die "needs Go 1.26 or newer (https://go.dev/doc/install)"
 
