@@ -88,6 +88,7 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 # The real-kubelet tier: upstream Kubernetes's own parts, built from its Go modules (e2e/), as root
 # processes on this machine, then job.yaml and job-legacy.yaml through make demo's own code.
 e2e-node: $(VENV) ## job.yaml on a real kubelet, containerd and API server, built from upstream's Go modules (root, Linux; K8S=1.35)
+	@case "$${K8S:-1.37}" in 1.37|1.35) ;; *) echo "make e2e-node: K8S must be 1.37 or 1.35; make e2e-matrix RELEASES=$$K8S runs the others" >&2; exit 2 ;; esac
 	e2e/node.sh check
 	$(MAKE) images
 	$(VENV)/bin/pytest -rs tests/e2e_node

@@ -322,7 +322,13 @@ kubelet_up() {
     fi
   done
   own_dir /var/log/containers
-  ((number >= 30)) || own_dir /var/log/pods
+  # Before 1.30 the Pods' logs go to /var/log/pods, with links in /var/log/containers: this run
+  # must own that directory, so that `down` removes them all.
+  if ((number < 30)); then
+    [[ ! -e /var/log/pods ]] || die "/var/log/pods exists; Kubernetes $minor writes its Pods' logs there: remove it, or run 1.30 or newer"
+    own_dir /var/log/pods
+    undo "find /var/log/containers -lname '/var/log/pods/*' -delete"
+  fi
   undo "find /var/log/containers -lname '$dir/*' -delete"
 
   cat >"$dir/kubelet/config.yaml" <<EOF

@@ -57,7 +57,7 @@ def pytest_sessionfinish(session):
     """With E2E_RESULTS=FILE, what test_releases.py saw and the node's parts, as JSON (e2e/matrix.sh)."""
     if os.environ.get("E2E_RESULTS") and COMPONENTS:
         record = {"release": os.environ.get("K8S", "1.37"), "gates": os.environ.get("FEATURE_GATES", ""),
-                  "date": date.today().isoformat(), "components": COMPONENTS, "results": RESULTS}
+                  "date": date.today().isoformat(), "components": COMPONENTS, "results": RESULTS, "report": REPORT}
         with open(os.environ["E2E_RESULTS"], "w") as out:
             json.dump(record, out, indent=2)
 

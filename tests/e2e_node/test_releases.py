@@ -206,6 +206,9 @@ def test_naming_the_gate_stops_the_component_from_1_37_on(gate_named, component)
     assert run.returncode != 0  # without etcd or a kubeconfig, it stops either way
     refused = "unrecognized feature gate: SidecarContainers" in run.stderr
     assert refused == (NUMBER >= 37), run.stderr[-2000:]
+    if 33 <= NUMBER <= 36:
+        # GA and locked on: accepted, with component-base's warning.
+        assert "Setting GA feature gate SidecarContainers=true" in run.stderr, run.stderr[-2000:]
 
 
 # --- kubernetes#132826: a sidecar's startupProbe that loses its worker ---------------------------
