@@ -208,17 +208,24 @@ EOF
   await containerd 60 "$bin/ctr" --address "$dir/containerd/containerd.sock" version
 }
 
-# containerd 2's configuration (version 3), for CNI_BIN and RESTRICT_OOM.
-containerd_2_config() {
+# What both configurations say first: where containerd keeps its files, its socket, no NRI.
+containerd_config_head() {
   cat <<EOF
-version = 3
+version = $1
 root = "$dir/containerd/root"
 state = "$dir/containerd/state"
 disabled_plugins = ["io.containerd.nri.v1.nri"]
 [grpc]
   address = "$dir/containerd/containerd.sock"
-[plugins.'io.containerd.internal.v1.opt']
+[plugins."io.containerd.internal.v1.opt"]
   path = "$dir/containerd/opt"
+EOF
+}
+
+# containerd 2's configuration (version 3), for CNI_BIN and RESTRICT_OOM.
+containerd_2_config() {
+  containerd_config_head 3
+  cat <<EOF
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = 'overlayfs'
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
@@ -241,15 +248,8 @@ EOF
 
 # The same for containerd 1.7 (version 2: one CRI plugin, older names).
 containerd_1_config() {
+  containerd_config_head 2
   cat <<EOF
-version = 2
-root = "$dir/containerd/root"
-state = "$dir/containerd/state"
-disabled_plugins = ["io.containerd.nri.v1.nri"]
-[grpc]
-  address = "$dir/containerd/containerd.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$dir/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$pause_image"
   netns_mounts_under_state_dir = true
