@@ -132,10 +132,13 @@ def sockets(pid: int) -> int:
     return sum(link.startswith("socket:") for link in links)
 
 
-def heads_read(port: int) -> int:
-    """Established connections to `port` whose server side has read every byte (the container
-    shares the host's network namespace)."""
-    return sum(state == "01" and read for _, state, read in server_ends(port))
+def settled_at_cap(port: int, cap: int) -> bool:
+    """Whether the sidecar has taken every connection to `port` from its backlog and read
+    everything each client sent, with at least `cap` of them established (the container shares
+    the host's network namespace). Until then it is still closing connections for room, and a
+    count of its sockets races its accepts and closes."""
+    established = [read for _, state, read in server_ends(port) if state == "01"]
+    return len(established) >= cap and all(established)
 
 
 def peak_memory(pid: int) -> int:
@@ -145,7 +148,8 @@ def peak_memory(pid: int) -> int:
 
 def flood(address: tuple[str, int], pid: int, baseline: int) -> list[socket.socket]:
     """CLIENTS connections attempted at once; once the sidecar holds its cap of them, each
-    still open sends an unfinished 8 KB head. Returns the sockets, to be closed by the caller."""
+    still open sends an unfinished 8 KB head. Returns the sockets, to be closed by the caller,
+    once the sidecar has worked through them all and holds the last ones."""
     cap = int(from_job(f'{{{SIDECAR}.env[?(@.name=="SIDECAR_MAX_CONNECTIONS")].value}}'))
     clients = []
     for _ in range(CLIENTS):
@@ -162,7 +166,7 @@ def flood(address: tuple[str, int], pid: int, baseline: int) -> list[socket.sock
             client.send(HEAD)
         except OSError:
             pass  # still connecting, or closed to make room
-    wait_for("the heads read", lambda: heads_read(address[1]) >= cap, timeout=FLOOD_WAIT)
+    wait_for("the flood worked through", lambda: settled_at_cap(address[1], cap), timeout=FLOOD_WAIT)
     assert cap <= sockets(pid) - baseline <= cap + LEAVING + 1
     return clients
 
