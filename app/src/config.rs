@@ -1,6 +1,7 @@
 //! The app's flags. Each can also be set from the environment, the way a
 //! Pod spec sets it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -28,6 +29,12 @@ pub struct Config {
     /// code 1.
     #[arg(long, env = "APP_SIDECAR_WAIT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub sidecar_wait: Duration,
+
+    /// Append the app's lines (the sidecar's reply, `main application`) to
+    /// this file instead of printing them: for a log shipper that reads files
+    /// from a volume both containers mount. Unset: standard output.
+    #[arg(long, env = "APP_OUTPUT", value_name = "PATH")]
+    pub output: Option<PathBuf>,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -60,6 +67,7 @@ mod tests {
         assert_eq!(default_of("sleep").as_deref(), Some("30s"));
         assert_eq!(default_of("sidecar-url"), None);
         assert_eq!(default_of("sidecar-wait").as_deref(), Some("10s"));
+        assert_eq!(default_of("output"), None);
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
     }
 

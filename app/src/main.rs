@@ -12,7 +12,7 @@
 //! 6. Call the sidecar again, as a real app calls its sidecar more than once
 //!    (to report, to flush): retried as at step 4, which also covers a sidecar
 //!    that the kubelet restarted meanwhile (restartPolicy: Always).
-//! 7. Print `main application`, exit 0.
+//! 7. Print `main application` (or append it to `--output`), exit 0.
 //!
 //! A signal from 2 on ends the process at once with 143 (SIGTERM) or 130
 //! (SIGINT). In a Job that matters: exit 0 would tell Kubernetes the work was
@@ -21,8 +21,8 @@
 //! Try it: `cargo run -p app -- --sleep 5s`, then Ctrl-C or `kill <pid>`.
 
 mod config;
+mod output;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -31,6 +31,7 @@ use lifecycle::ShutdownSignals;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::output::Output;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -64,17 +65,14 @@ fn failed(err: anyhow::Error) -> ExitCode {
 }
 
 async fn work(config: &Config) -> anyhow::Result<()> {
-    // Write through a handle rather than println!, which panics when stdout
-    // is closed: a failed write is an error with a message, like any other.
-    let mut stdout = std::io::stdout();
+    let mut output = Output::open(config.output.as_deref())?;
     if let Some(url) = &config.sidecar_url {
         info!(%url, "waiting for the sidecar");
         let reply = lifecycle::wait_until_ok(url, config.sidecar_wait)
             .await
             .context("the sidecar is not up")?;
         let reply = String::from_utf8_lossy(&reply);
-        writeln!(stdout, "sidecar replied: {}", reply.trim_end())
-            .context("cannot write to stdout")?;
+        output.line(&format!("sidecar replied: {}", reply.trim_end()))?;
     }
     info!(sleep = ?config.sleep, "working");
     tokio::time::sleep(config.sleep).await;
@@ -84,7 +82,7 @@ async fn work(config: &Config) -> anyhow::Result<()> {
             .context("the sidecar did not answer after the work")?;
         info!(%url, "the sidecar answered again after the work");
     }
-    writeln!(stdout, "main application").context("cannot write to stdout")?;
+    output.line("main application")?;
     info!("done");
     Ok(())
 }

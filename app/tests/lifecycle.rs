@@ -98,6 +98,45 @@ fn the_sleep_comes_from_the_environment_too() {
     assert_eq!(app.stdout(), "main application\n");
 }
 
+/// A path of this test's own in Cargo's scratch directory for tests, gone
+/// before the test starts.
+fn scratch_file(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn with_output_the_lines_are_appended_to_the_file_not_printed() {
+    let sidecar = two_shot_server("Sidecar application\n");
+    let url = format!("http://{sidecar}/");
+    let path = scratch_file("app-output-appends.log");
+    std::fs::write(&path, "an earlier line\n").unwrap();
+    let mut command = app(&["--sleep", "1ms", "--sidecar-url", &url]);
+    command.env("APP_OUTPUT", &path);
+    let mut app = Process::spawn(command);
+    assert_eq!(app.wait_exit(STARTUP).code(), 0);
+    assert_eq!(app.stdout(), "");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "an earlier line\nsidecar replied: Sidecar application\nmain application\n"
+    );
+}
+
+#[test]
+fn an_output_that_cannot_be_opened_is_one_clear_error_and_exit_1_before_the_work() {
+    let path = scratch_file("no-such-directory/app.log");
+    let path = path.to_str().unwrap();
+    let mut app = Process::spawn(app(&["--sleep", "1h", "--output", path]));
+    assert_eq!(app.wait_exit(STARTUP).code(), 1);
+    let error = the_one_error(&app);
+    assert!(
+        error.starts_with(&format!("app: error: cannot open {path}: ")),
+        "{error}"
+    );
+    assert_eq!(app.stdout(), "");
+}
+
 #[test]
 fn prints_the_sidecars_reply_before_working() {
     let sidecar = two_shot_server("Sidecar application\n");
