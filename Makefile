@@ -82,8 +82,8 @@ lint: $(VENV) ## rustfmt, clippy, rustdoc, cargo-deny, hadolint and shellcheck
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
 	$(VENV)/bin/cargo-deny --locked check licenses bans sources
-	$(VENV)/bin/hadolint docker/Dockerfile
-	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/* e2e/*.sh e2e/kube/pin.sh .ci/run .ci/*.sh
+	$(VENV)/bin/hadolint docker/Dockerfile e2e/*/Dockerfile
+	$(VENV)/bin/shellcheck --external-sources scripts/*.sh scripts/lib/* e2e/*.sh e2e/*/build.sh e2e/kube/pin.sh .ci/run .ci/*.sh
 
 # The real-kubelet tier: upstream Kubernetes's own parts, built from its Go modules (e2e/), as root
 # processes on this machine, then job.yaml and job-legacy.yaml through make demo's own code.

@@ -374,9 +374,12 @@ release_specific_kubelet_config() {
   fi
 }
 
+# --vmodule: the file that runs containers' hooks logs each preStop hook's start and end at level 3
+# (pkg/kubelet/kuberuntime/kuberuntime_container.go), which test_adapting.py reads.
 kubelet_start() {
   start kubelet "$bin/kubelet" --config "$dir/kubelet/config.yaml" --kubeconfig "$dir/kubeconfig/kubelet.conf" \
-    --root-dir "$dir/kubelet/root" --cert-dir "$dir/kubelet/pki" --hostname-override "$node" --v 2
+    --root-dir "$dir/kubelet/root" --cert-dir "$dir/kubelet/pki" --hostname-override "$node" --v 2 \
+    --vmodule kuberuntime_container=3
 }
 
 # A node's directory, as `up` made it: `down` and the kubelet's verbs act on nothing else.

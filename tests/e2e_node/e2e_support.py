@@ -169,6 +169,18 @@ def containerd_lines(node) -> list[tuple[datetime, str]]:
     return lines
 
 
+def kubelet_lines(node) -> list[tuple[datetime, str]]:
+    """The kubelet's log lines with their times: klog's header (`I1205 22:30:00.123456`) has the
+    machine's local time and no year."""
+    lines = []
+    year = datetime.now().year
+    for line in node.log("kubelet").splitlines():
+        stamp = re.match(r"[IWEF](\d{4} \d{2}:\d{2}:\d{2}\.\d{6})", line)
+        if stamp:
+            lines.append((datetime.strptime(f"{year}{stamp.group(1)}", "%Y%m%d %H:%M:%S.%f").astimezone(), line))
+    return lines
+
+
 def metadata_name(line: str) -> str | None:
     """The name in a CRI call's metadata, as containerd 2 logs it (name:\"x\") or 1.7
     (&PodSandboxMetadata{Name:x,...})."""

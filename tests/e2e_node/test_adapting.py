@@ -1,17 +1,18 @@
-"""docs/adapting.md's gates on the real node, each example in examples/ applied to job.yaml and run
-through `make demo`'s run and verdict: the startupProbe, whose 200 the sidecar logs at debug level
-(the run sets RUST_LOG=debug) before the app's first line; and the hook whose `wait-ready` comes
-from an image volume."""
+"""docs/adapting.md's examples on the real node, each applied to job.yaml and run through
+`make demo`'s run and verdict: the startupProbe, whose 200 the sidecar logs at debug level (the run
+sets RUST_LOG=debug) before the app's first line; the hook whose `wait-ready` comes from an image
+volume; and the log shipper, an OpenTelemetry Collector that must ship every line the app wrote."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
 
-from e2e_support import (REPORT, ROOT, Run, condition, container_env, log_lines, run_job, since,
-                         variant)
+from e2e_support import (KIND_DEMO, REPORT, ROOT, Run, condition, container_env, container_id, containerd_lines,
+                         exited, kubelet_lines, log_lines, ms, run_job, since, stopped, variant)
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,66 @@ def test_the_hook_runs_wait_ready_from_an_image_volume_and_the_job_completes(wai
     complete = condition(run.of_kind("Job"), "Complete")["lastTransitionTime"]
     REPORT.append(f"examples/wait-ready-volume.yaml: Complete {since(run.of_kind('Pod')['metadata']['creationTimestamp'], complete):.0f}s "
                   f"after the Pod was made, the hook's wait-ready taken from the image volume")
+
+
+@pytest.fixture(scope="module")
+def log_shipper(node, tmp_path_factory) -> Run:
+    """examples/log-shipper.yaml with the shipper's image swapped for e2e/otelcol/build.sh's: the
+    contrib image it names cannot be pulled here, so the same collector components are built
+    here and loaded as `make kind-load` loads images."""
+    tmp_path = tmp_path_factory.mktemp("log-shipper")
+    built = subprocess.run([ROOT / "e2e" / "otelcol" / "build.sh"], capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stderr
+    image = built.stdout.strip()
+    archived = subprocess.run([KIND_DEMO, "archives", tmp_path / "images", image], env=node.env,
+                              capture_output=True, text=True, timeout=300)
+    assert archived.returncode == 0, archived.stderr
+    archive = max((tmp_path / "images").glob("*.tar"), key=lambda path: int(path.stem))
+    node.ctr("images", "import", "--digests", "--snapshotter=overlayfs", str(archive))
+    patch = yaml.safe_load((ROOT / "examples" / "log-shipper.yaml").read_text())
+    swap = {"spec": {"template": {"spec": {"initContainers": [{"name": "log-shipper", "image": image}]}}}}
+    return run_job(node, tmp_path, "native", variant(node, tmp_path, "adapt-log-shipper", patch, swap))
+
+
+def shipped(node, run: Run) -> list[tuple]:
+    """The shipper's log lines: the debug exporter prints each record's body as `Body: Str(...)`."""
+    return log_lines(node, run.of_kind("Pod")["metadata"]["name"], "log-shipper")
+
+
+def test_the_log_shipper_example_completes_with_every_exit_code_0(log_shipper):
+    run = log_shipper
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines()[-1].startswith("PASS: job Complete"), run.stdout
+    for name in ("sidecar", "log-shipper", "app"):
+        status = run.status(name)
+        assert status["state"]["terminated"]["exitCode"] == 0, status
+        assert status["restartCount"] == 0, status
+
+
+def test_every_line_the_app_wrote_is_shipped_before_the_shipper_is_stopped(log_shipper, node):
+    # The app's lines go to the file only: its own log has none of them.
+    pod = log_shipper.of_kind("Pod")
+    app_log = [text for _, text in log_lines(node, pod["metadata"]["name"], "app")]
+    assert "main application" not in app_log, app_log
+    lines = shipped(node, log_shipper)
+    signalled = [at for at, text in lines if "Received signal from OS" in text]
+    assert len(signalled) == 1, [text for _, text in lines]
+    for line in ("sidecar replied: Sidecar application", "main application"):
+        at = [at for at, text in lines if f"Body: Str({line})" in text]
+        assert at, f"{line!r} was never shipped: {[text for _, text in lines]}"
+        assert at[0] < signalled[0], f"{line!r} shipped after SIGTERM"
+    # The kubelet runs the shipper's preStop hook when it stops the shipper at the end of the
+    # Job, and sends SIGTERM once the hook's second is over (e2e/node.sh logs the hooks).
+    hook = [(at, text) for at, text in kubelet_lines(node) if 'containerName="log-shipper"' in text]
+    began = [at for at, text in hook if '"Running preStop hook"' in text]
+    ended = [at for at, text in hook if '"PreStop hook completed"' in text]
+    assert len(began) == len(ended) == 1, [text for _, text in hook]
+    lines_of_containerd = containerd_lines(node)
+    app_exit, _ = exited(lines_of_containerd, container_id(pod, "app"))
+    sigterm = stopped(lines_of_containerd, container_id(pod, "log-shipper"))
+    assert app_exit < began[0] and (ended[0] - began[0]).total_seconds() >= 1 and ended[0] <= sigterm, \
+        (app_exit, began, ended, sigterm)
+    last = [at for at, text in lines if "Body: Str(main application)" in text][0]
+    REPORT.append(f"examples/log-shipper.yaml: the preStop hook began {ms(began[0] - app_exit)} after the app's exit "
+                  f"and took {ms(ended[0] - began[0])}; SIGTERM {ms(sigterm - app_exit)} after the app's exit; "
+                  f"the app's last line shipped {ms(signalled[0] - last)} before the collector saw SIGTERM")
