@@ -7,6 +7,7 @@ saw in RESULTS, from which e2e/matrix.sh writes docs/versions.md's table."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -190,10 +191,15 @@ def gate_named(node) -> dict[str, subprocess.CompletedProcess]:
     return done
 
 
+# component-base's warning for a gate that is not alpha: a sentence up to 1.35, a structured log
+# line from 1.36 on.
+GATE_WARNING = (r"Setting (GA|beta|alpha|deprecated) feature gate SidecarContainers=true[^\n\"]*",
+                r"Warning: setting (GA|beta|alpha|deprecated) feature gate\.[^\"]*\" featureGate=\"SidecarContainers\" value=true")
+
+
 def gate_line(stderr: str) -> str:
     """What a component said of the gate: its error, or its warning, or nothing."""
-    for pattern in (r"unrecognized feature gate: SidecarContainers", r"Setting (GA|beta|alpha|deprecated) feature gate "
-                    r"SidecarContainers=true[^\n\"]*"):
+    for pattern in (r"unrecognized feature gate: SidecarContainers", *GATE_WARNING):
         found = re.search(pattern, stderr)
         if found:
             return found.group(0).strip()
@@ -208,7 +214,8 @@ def test_naming_the_gate_stops_the_component_from_1_37_on(gate_named, component)
     assert refused == (NUMBER >= 37), run.stderr[-2000:]
     if 33 <= NUMBER <= 36:
         # GA and locked on: accepted, with component-base's warning.
-        assert "Setting GA feature gate SidecarContainers=true" in run.stderr, run.stderr[-2000:]
+        warning = re.search("|".join(GATE_WARNING), run.stderr)
+        assert warning and re.search("etting GA feature gate", warning.group(0)), run.stderr[-2000:]
 
 
 # --- kubernetes#132826: a sidecar's startupProbe that loses its worker ---------------------------
@@ -232,9 +239,13 @@ def has_the_fix(kubelet: str) -> bool:
 def stop_sidecar_twice(node, name: str):
     def stop():
         for restarts in (0, 1):
-            pod = wait_for(f"job/{name}'s sidecar running after {restarts} restarts", lambda: next(
-                (pod for pod in pods_of(node, name) if (status := status_of(pod, "sidecar"))["restartCount"] == restarts
-                 and "running" in status["state"]), None), 60, interval=0.2)
+            try:
+                pod = wait_for(f"job/{name}'s sidecar running after {restarts} restarts", lambda: next(
+                    (pod for pod in pods_of(node, name) if (status := status_of(pod, "sidecar"))["restartCount"] == restarts
+                     and "running" in status["state"]), None), 60, interval=0.2)
+            except AssertionError as timed_out:
+                seen = [pod["status"] for pod in pods_of(node, name)]
+                raise AssertionError(f"{timed_out}; the Pods' status: {json.dumps(seen)}") from None
             signal_container(node, pod, "sidecar", signal.SIGTERM)
     return stop
 
