@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from e2e_support import (KIND_DEMO, REPORT, ROOT, Run, condition, container_env, container_id, containerd_lines,
+from e2e_support import (KIND_DEMO, REPORT, ROOT, Run, all_of, condition, container_env, container_id, containerd_lines,
                          exited, kubelet_lines, log_lines, ms, run_job, since, stopped, variant)
 
 
@@ -87,11 +87,6 @@ def log_shipper(node, tmp_path_factory) -> Run:
     return run_job(node, tmp_path, "native", variant(node, tmp_path, "adapt-log-shipper", patch, swap))
 
 
-def shipped(node, run: Run) -> list[tuple]:
-    """The shipper's log lines: the debug exporter prints each record's body as `Body: Str(...)`."""
-    return log_lines(node, run.of_kind("Pod")["metadata"]["name"], "log-shipper")
-
-
 def test_the_log_shipper_example_completes_with_every_exit_code_0(log_shipper):
     run = log_shipper
     assert run.exit_code == 0, run.stdout + run.stderr
@@ -107,25 +102,25 @@ def test_every_line_the_app_wrote_is_shipped_before_the_shipper_is_stopped(log_s
     pod = log_shipper.of_kind("Pod")
     app_log = [text for _, text in log_lines(node, pod["metadata"]["name"], "app")]
     assert "main application" not in app_log, app_log
-    lines = shipped(node, log_shipper)
-    signalled = [at for at, text in lines if "Received signal from OS" in text]
+    lines = log_lines(node, pod["metadata"]["name"], "log-shipper")
+    signalled = all_of(lines, "Received signal from OS")
     assert len(signalled) == 1, [text for _, text in lines]
-    for line in ("sidecar replied: Sidecar application", "main application"):
-        at = [at for at, text in lines if f"Body: Str({line})" in text]
+    # The debug exporter prints each record's body as `Body: Str(...)`.
+    shipped = {line: all_of(lines, f"Body: Str({line})") for line in ("sidecar replied: Sidecar application", "main application")}
+    for line, at in shipped.items():
         assert at, f"{line!r} was never shipped: {[text for _, text in lines]}"
         assert at[0] < signalled[0], f"{line!r} shipped after SIGTERM"
     # The kubelet runs the shipper's preStop hook when it stops the shipper at the end of the
     # Job, and sends SIGTERM once the hook's second is over (e2e/node.sh logs the hooks).
     hook = [(at, text) for at, text in kubelet_lines(node) if 'containerName="log-shipper"' in text]
-    began = [at for at, text in hook if '"Running preStop hook"' in text]
-    ended = [at for at, text in hook if '"PreStop hook completed"' in text]
+    began, ended = all_of(hook, '"Running preStop hook"'), all_of(hook, '"PreStop hook completed"')
     assert len(began) == len(ended) == 1, [text for _, text in hook]
     lines_of_containerd = containerd_lines(node)
     app_exit, _ = exited(lines_of_containerd, container_id(pod, "app"))
     sigterm = stopped(lines_of_containerd, container_id(pod, "log-shipper"))
     assert app_exit < began[0] and (ended[0] - began[0]).total_seconds() >= 1 and ended[0] <= sigterm, \
         (app_exit, began, ended, sigterm)
-    last = [at for at, text in lines if "Body: Str(main application)" in text][0]
+    last = shipped["main application"][0]
     REPORT.append(f"examples/log-shipper.yaml: the preStop hook began {ms(began[0] - app_exit)} after the app's exit "
                   f"and took {ms(ended[0] - began[0])}; SIGTERM {ms(sigterm - app_exit)} after the app's exit; "
                   f"the app's last line shipped {ms(signalled[0] - last)} before the collector saw SIGTERM")
