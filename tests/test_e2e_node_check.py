@@ -4,6 +4,7 @@ once with one line naming what is needed and a non-zero exit, and starts nothing
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,8 @@ def path(tmp_path):
     return bin_dir
 
 
-def node(path, *args, user=None):
-    command = ["bash", str(NODE), *args]
+def node(path, *args, user=None, script=NODE):
+    command = ["bash", str(script), *args]
     if user is not None:
         command = [shutil.which("setpriv"), f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
     return subprocess.run(command, env={"PATH": str(path), "HOME": "/nonexistent"},
@@ -44,8 +45,16 @@ def test_not_linux(path, tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root, to drop it")
 def test_not_root(tmp_path):
-    # The system's PATH: pytest's temporary directories are closed to other users.
-    result = node("/usr/local/bin:/usr/bin:/bin", "up", str(tmp_path / "node"), user=65534)
+    # A copy the other user can read: pytest's temporary directories, and a checkout cloned
+    # into one (mktemp -d), are closed to other users. The system's PATH, for the same reason.
+    with tempfile.TemporaryDirectory() as shared:
+        e2e = Path(shared) / "e2e"
+        e2e.mkdir()
+        for name in ("node.sh", "releases"):
+            shutil.copy(NODE.parent / name, e2e / name)
+        os.chmod(shared, 0o755)
+        os.chmod(e2e, 0o755)
+        result = node("/usr/local/bin:/usr/bin:/bin", "up", str(tmp_path / "node"), user=65534, script=e2e / "node.sh")
     assert (result.returncode, result.stderr) == (3, "e2e-node: needs root: sudo make e2e-node (it starts containerd and the kubelet)\n")
     assert not (tmp_path / "node").exists()
 
