@@ -10,14 +10,13 @@
 # /usr/local/rust. That toolchain needs both musl targets of the images; they are added with
 # rustup here if missing (a download from static.rust-lang.org, once).
 #
-# The debootstrapped root file system is cached as a tar under .cache/builder-base/, so only the
-# first run downloads anything. Needs root, debootstrap, podman.
+# The root file system (.ci/debootstrap.sh) is cached as a tar under .cache/builder-base/, so only
+# the first run downloads anything. Needs root, debootstrap, podman.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="$repo/.cache/builder-base"
 suite=bookworm
-mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 packages=gcc,libc6-dev,ca-certificates
 rootfs_image="localhost/k8s-native-sidecar-job/builder-rootfs:$suite"
 base_image="localhost/k8s-native-sidecar-job/builder-base:$suite"
@@ -45,21 +44,7 @@ done
 
 if ! podman image exists "$rootfs_image"; then
   tarball="$cache/$suite-minbase.tar"
-  if [[ ! -s $tarball ]]; then
-    command -v debootstrap >/dev/null || die "debootstrap not found: run .ci/install-container-tools.sh"
-    mkdir -p "$cache"
-    rootfs="$(mktemp -d "$cache/rootfs.XXXXXX")"
-    trap 'rm -rf "$rootfs"' EXIT
-    log "debootstrap $suite ($packages) from $mirror"
-    debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >&2
-    # Downloaded .debs and package lists only make the image bigger.
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    mkdir -p "$rootfs/usr/local/cargo" "$rootfs/usr/local/rust"
-    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
-    mv "$tarball.tmp" "$tarball"
-    rm -rf "$rootfs"
-    trap - EXIT
-  fi
+  [[ -s $tarball ]] || "$repo/.ci/debootstrap.sh" "$suite" "$packages" "$tarball" /usr/local/cargo /usr/local/rust
   log "importing $tarball as $rootfs_image"
   podman import --quiet "${changes[@]}" "$tarball" "$rootfs_image" >/dev/null
 fi
