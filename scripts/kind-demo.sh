@@ -47,7 +47,9 @@ need() {
 check_tools() {
   local missing=()
   need kind "v$kind_min" "$(kind version 2>/dev/null | cut -d' ' -f2)" https://kind.sigs.k8s.io/docs/user/quick-start/#installation
-  need kubectl v1.28.0 "$(kubectl version --client -o yaml 2>/dev/null | sed -n 's/^ *gitVersion: //p')" https://kubernetes.io/docs/tasks/tools/
+  # 1.29: `kubectl wait --for=jsonpath` with a filter (`?(@.name=="app")`) came with it
+  # (kubernetes#118748, CHANGELOG-1.29); 1.28's stops at "jsonpath wait format must be ...".
+  need kubectl v1.29.0 "$(kubectl version --client -o yaml 2>/dev/null | sed -n 's/^ *gitVersion: //p')" https://kubernetes.io/docs/tasks/tools/
   # shellcheck source=SCRIPTDIR/lib/engine.sh
   source "$root/scripts/lib/engine.sh"
   find_engine
@@ -65,9 +67,11 @@ cluster_up() {
   if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
     want=$(sed -n 's|^ *image: kindest/node:\(v[^@]*\).*|\1|p' "$root/$config")
     running=$("${kc[@]}" get nodes -o jsonpath='{.items[0].status.nodeInfo.kubeletVersion}' 2>/dev/null) || true
-    [[ $running == "$want" ]] ||
-      die "cluster $cluster runs ${running:-an unknown version}, not $want; run 'make kind-down' or choose another KIND_CLUSTER"
-    say "cluster $cluster is already up ($want)"
+    # The minor decides what the demo shows: a node of another patch release (a node image built
+    # with `kind build node-image`, or given with `kind create cluster --image`) serves it too.
+    [[ ${running%.*} == "${want%.*}" ]] ||
+      die "cluster $cluster runs ${running:-an unknown version}, not Kubernetes ${want%.*} ($config); run 'make kind-down' or choose another KIND_CLUSTER"
+    say "cluster $cluster is already up ($running)"
   else
     current=$(kubectl config current-context 2>/dev/null) || true
     kind create cluster --name "$cluster" --config "$root/$config" --wait 120s

@@ -171,6 +171,9 @@ def local(path, *rest):
     os.execv(real, [real, "patch", "--local", "-f", str(path), "--type", "merge", "-p", "{}", *rest])
 def job():
     return json.loads((state / "job.json").read_text())
+if args[0] == "version" and os.environ.get("FAKE_KUBECTL_VERSION"):
+    print("clientVersion:\\n  gitVersion: " + os.environ["FAKE_KUBECTL_VERSION"])
+    sys.exit(0)
 if args[0] in ("version", "patch"):
     os.execv(real, [real, *args])
 if args[:2] == ["config", "current-context"]:
@@ -279,7 +282,7 @@ def test_nothing_installed(env):
     assert result.stderr.splitlines() == [
         "kind-demo: the kind demo needs:",
         "  - kind v0.33.0 or newer: https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
-        "  - kubectl v1.28.0 or newer: https://kubernetes.io/docs/tasks/tools/",
+        "  - kubectl v1.29.0 or newer: https://kubernetes.io/docs/tasks/tools/",
         "  - docker with a running engine (`docker info` must work): "
         "https://docs.docker.com/engine/install/ or https://podman.io/docs/installation",
     ]
@@ -287,13 +290,14 @@ def test_nothing_installed(env):
 
 
 def test_old_tools_are_named_with_what_was_found(ready):
-    ready.update(FAKE_KIND_VERSION="v0.32.0", FAKE_DOCKER_API="1.47")
+    ready.update(FAKE_KIND_VERSION="v0.32.0", FAKE_DOCKER_API="1.47", FAKE_KUBECTL_VERSION="v1.28.15")
     result = ready.run("demo")
     assert result.returncode == 3
     assert "  - kind v0.33.0 or newer (found v0.32.0): " in result.stderr
+    # 1.28's kubectl cannot wait on a filtered jsonpath, which the legacy demo does.
+    assert "  - kubectl v1.29.0 or newer (found v1.28.15): " in result.stderr
     assert ("  - the Docker API 1.48 or newer (found 1.47): Docker 28.0 or newer (for "
             "`docker save --platform`): https://docs.docker.com/engine/install/") in result.stderr.splitlines()
-    assert "kubectl" not in result.stderr
     # Nothing ran but the probes.
     assert [c.split()[:2] for c in ready.calls()] == [["kind", "version"], ["kubectl", "version"], ["docker", "info"],
                                                       ["docker", "version"]]
@@ -363,7 +367,16 @@ def test_up_refuses_a_cluster_of_another_version(ready):
     ready["FAKE_NODE_VERSION"] = "v1.28.15"
     result = ready.run("up")
     assert result.returncode == 1
-    assert "runs v1.28.15, not v1.37.0" in result.stderr
+    assert "runs v1.28.15, not Kubernetes v1.37 (cluster.yaml)" in result.stderr
+
+
+def test_up_takes_a_cluster_of_another_patch_release(ready):
+    (ready.state_dir / "clusters").write_text("t\n")
+    ready["FAKE_NODE_VERSION"] = "v1.37.2"
+    result = ready.run("up")
+    assert result.returncode == 0
+    assert "cluster t is already up (v1.37.2)" in result.stderr
+    assert not ready.calls("kind create")
 
 
 # --- the load path: one single-platform archive per image, `kind load image-archive` --------
