@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# CI machine only: make e2e-node's Go builds for the minors .ci/run tests, and the log shipper of
-# test_adapting.py (e2e/otelcol/build.sh), beside make check. Cold, they take about half an hour
+# CI machine only: make e2e-node's Go builds for the minors .ci/run tests, the log shipper of
+# test_adapting.py (e2e/otelcol/build.sh) and make e2e-kind's kind and node images
+# (e2e/kind/node-image.sh), beside make check. Cold, they take about half an hour
 # and need nothing make check makes; at the lowest priority (nice 19) they take only the CPU that
 # make check's timed tests leave. make e2e-node then finds them built (their caches). Started
-# once podman is set up: the shipper's last step is an image build.
+# once podman is set up: the shipper's and the node image's last steps are image builds.
 #
 #   .ci/e2e-builds.sh start   starts them in the background; their output goes to a log
 #   .ci/e2e-builds.sh wait    returns once they have ended: 0 if they succeeded, else 1 and the log
@@ -23,6 +24,9 @@ case ${1:-} in
     setsid bash -c 'status=0
       for minor in "${@:3}"; do nice -n 19 "$1/e2e/build.sh" "$minor" || { status=$?; break; }; done
       ((status)) || nice -n 19 "$1/e2e/otelcol/build.sh" >/dev/null || status=$?
+      for minor in "${@:3}"; do
+        ((status)) || nice -n 19 "$1/e2e/kind/node-image.sh" image "$minor" >/dev/null || status=$?
+      done
       echo "$status" >"$2/status"' _ "$repo" "$dir" "${minors[@]}" >"$dir/log" 2>&1 </dev/null &
     echo $! >"$dir/pid"
     ;;

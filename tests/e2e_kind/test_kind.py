@@ -1,0 +1,109 @@
+"""The users' own commands on a kind cluster made from cluster.yaml: `make kind-load`, `kubectl
+apply -f job.yaml` and `kubectl get job -w`, `make demo DEMO=kind`, `make demo-legacy`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from queue import Empty, Queue
+
+import pytest
+import yaml
+from kind_support import CLUSTER, REPORT, ROOT, Cluster
+
+JOB = yaml.safe_load((ROOT / "job.yaml").read_text())
+SPEC = JOB["spec"]["template"]["spec"]
+IMAGES = {container["image"] for container in SPEC["initContainers"] + SPEC["containers"]}
+
+
+def images_on(cluster: Cluster, node: str) -> set[str]:
+    """The images in the node's containerd, as the kubelet sees them (crictl, on the node)."""
+    result = cluster.run("podman", "exec", node, "crictl", "images", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return {tag for image in json.loads(result.stdout)["images"] for tag in image["repoTags"] or []}
+
+
+@pytest.fixture(scope="module")
+def loaded(cluster):
+    missing = {node: IMAGES - images_on(cluster, node) for node in cluster.nodes()}
+    # A new cluster has neither image: what the nodes hold afterwards is the load's doing.
+    assert all(gone == IMAGES for gone in missing.values()), missing
+    for target in ("images", "kind-load"):
+        result = cluster.make(target)
+        assert result.returncode == 0, f"make {target}:\n{result.stderr}"
+    return cluster
+
+
+def test_make_kind_load_puts_both_images_on_every_node(loaded):
+    for node in loaded.nodes():
+        assert IMAGES <= images_on(loaded, node), node
+
+
+def watch_job(cluster: Cluster, name: str, seconds: float) -> list[dict[str, str]]:
+    """`kubectl get job NAME -w`'s rows, by column, until the Job has ended: its STATUS column says
+    Complete or Failed, or, from a kubectl older than that column (1.28's), COMPLETIONS is 1/1."""
+    watch = subprocess.Popen(["kubectl", "--context", f"kind-{CLUSTER}", "get", "job", name, "-w"],
+                             env=cluster.env, stdout=subprocess.PIPE, text=True)
+    lines, rows, deadline = [], [], time.monotonic() + seconds
+
+    def ended(row: dict[str, str]) -> bool:
+        return row["STATUS"] in ("Complete", "Failed") if "STATUS" in row else row["COMPLETIONS"] == "1/1"
+
+    # A reader thread, not select(): the file object reads ahead, so a line can wait in its
+    # buffer while the pipe has nothing more to say.
+    queue: Queue[str] = Queue()
+    reader = threading.Thread(target=lambda: [queue.put(line) for line in watch.stdout] + [queue.put("")], daemon=True)
+    reader.start()
+    try:
+        while not (rows and ended(rows[-1])):
+            try:
+                lines.append(queue.get(timeout=max(0, deadline - time.monotonic())))
+            except Empty:
+                raise AssertionError(f"no end within {seconds}s: {lines}") from None
+            assert lines[-1], f"kubectl get -w ended: {lines}"
+            if len(lines) > 1:
+                rows.append(dict(zip(lines[0].split(), lines[-1].split())))
+    finally:
+        watch.kill()
+        watch.wait()
+        reader.join()
+    REPORT.append("kubectl get job -w:\n" + "".join(lines).rstrip())
+    return rows
+
+
+def test_job_yaml_completes_on_a_worker_with_the_loaded_images(loaded):
+    name = JOB["metadata"]["name"]
+    loaded.kubectl("delete", "job", name, "--ignore-not-found", "--cascade=foreground", "--wait=true")
+    loaded.kubectl("apply", "-f", str(ROOT / "job.yaml"))
+    last = watch_job(loaded, name, 180)[-1]
+    assert (last["COMPLETIONS"], last.get("STATUS", "Complete")) == ("1/1", "Complete"), last
+
+    pod = json.loads(loaded.kubectl("get", "pods", "-l", f"job-name={name}", "-o", "json"))["items"]
+    assert len(pod) == 1, pod
+    pod = pod[0]
+    assert "worker" in pod["spec"]["nodeName"], pod["spec"]["nodeName"]
+    states = {s["name"]: s for s in pod["status"]["initContainerStatuses"] + pod["status"]["containerStatuses"]}
+    assert {n: (s["state"]["terminated"]["exitCode"], s["restartCount"]) for n, s in states.items()} == \
+        {"sidecar": (0, 0), "app": (0, 0)}
+    events = json.loads(loaded.kubectl("get", "events", "--field-selector", f"involvedObject.name={pod['metadata']['name']}",
+                                       "-o", "json"))["items"]
+    pulled = [e["message"] for e in events if e["reason"] == "Pulled"]
+    assert len(pulled) == 2 and all("already present on machine" in message for message in pulled), pulled
+    assert not [e for e in events if e["reason"] == "Pulling"]
+    REPORT.append(f"job.yaml ran on {pod['spec']['nodeName']}")
+
+
+def test_make_demo_passes_on_kind(loaded):
+    result = loaded.make("demo", "DEMO=kind")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"kind-demo: cluster {CLUSTER} is already up (v{loaded.env['K8S']}." in result.stderr
+    assert "\nPASS: job Complete; app and sidecar both exited 0" in result.stdout, result.stdout
+    REPORT.append("make demo DEMO=kind, its last lines:\n" + result.stdout[result.stdout.rindex("job.batch/"):].strip())
+
+
+def test_make_demo_legacy_runs_into_its_deadline_on_kind(loaded):
+    result = loaded.make("demo-legacy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\nPASS: app exited 0, yet the job Failed with DeadlineExceeded" in result.stdout, result.stdout
