@@ -95,10 +95,10 @@ e2e-node: $(VENV) ## job.yaml on a real kubelet, containerd and API server, buil
 
 # The users' own commands on kind: a cluster made from cluster.yaml by kind v0.33.0, on a node
 # image built here from upstream's parts, as CI's machine reaches no registry (docs/e2e-kind.md).
-e2e-kind: $(VENV) ## make images, kind-load, demo and demo-legacy, and job.yaml, on kind made from cluster.yaml (root, podman; K8S=1.35, 1.28)
-	@case "$${K8S:-1.37}" in 1.37|1.35|1.28) ;; *) echo "make e2e-kind: K8S must be 1.37, 1.35 or 1.28" >&2; exit 2 ;; esac
-	@[[ $$(id -u) == 0 ]] && command -v podman >/dev/null && command -v debootstrap >/dev/null \
-	  || { echo "make e2e-kind: needs root, podman and debootstrap (it builds the node image and runs kind's nodes with podman)" >&2; exit 3; }
+e2e-kind: $(VENV) ## make images, kind-load, demo and demo-legacy, and job.yaml, on kind made from cluster.yaml (root, podman, Go, debootstrap; K8S=1.35, 1.28)
+	@$(KIND_DEMO) config >/dev/null
+	@[[ $$(id -u) == 0 ]] && command -v podman >/dev/null && command -v go >/dev/null && command -v debootstrap >/dev/null \
+	  || { echo "make e2e-kind: needs root, podman, Go and debootstrap (it builds kind and the node image, and runs kind's nodes with podman)" >&2; exit 3; }
 	$(VENV)/bin/pytest -rs tests/e2e_kind
 
 # The same node on every release of e2e/releases, 1.28 to 1.37: what each does, observed.
@@ -166,7 +166,7 @@ kind-up: ## Create the kind cluster (idempotent)
 kind-down: ## Delete the kind cluster (idempotent)
 	$(KIND_DEMO) down
 
-kind-load: ## Copy both images into the kind cluster's node, as single-platform archives
+kind-load: ## Copy both images into the kind cluster's nodes, as single-platform archives
 	$(KIND_DEMO) load
 
 deploy: ## (Re)create job.yaml's Job on the kind cluster
@@ -175,9 +175,9 @@ deploy: ## (Re)create job.yaml's Job on the kind cluster
 logs: ## Logs of both containers of the Job's Pod
 	$(KIND_DEMO) logs
 
-clean: ## Remove build outputs, the test tools (the virtualenv, .cache/tools) and make e2e-node's binaries (.cache/e2e)
+clean: ## Remove build outputs, the test tools (the virtualenv, .cache/tools), make e2e-node's binaries (.cache/e2e) and make e2e-kind's (.cache/kind)
 	$(CARGO) clean
-	rm -rf $(VENV) .pytest_cache .cache/tools .cache/e2e
+	rm -rf $(VENV) .pytest_cache .cache/tools .cache/e2e .cache/kind
 
 $(VENV): tests/requirements.txt
 	python3 -m venv $(VENV)

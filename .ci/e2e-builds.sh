@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # CI machine only: make e2e-node's Go builds for the minors .ci/run tests, the log shipper of
 # test_adapting.py (e2e/otelcol/build.sh) and make e2e-kind's kind and node images
-# (e2e/kind/node-image.sh), beside make check. Cold, they take about half an hour
-# and need nothing make check makes; at the lowest priority (nice 19) they take only the CPU that
-# make check's timed tests leave. make e2e-node then finds them built (their caches). Started
-# once podman is set up: the shipper's and the node image's last steps are image builds.
+# (e2e/kind/node-image.sh), beside make check. Cold, the Go builds take about half an hour, kind
+# and the node images a few minutes more; none needs anything make check makes. At the lowest
+# priority (nice 19) they take only the CPU that make check's timed tests leave. make e2e-node
+# and make e2e-kind then find them built (their caches). Started once podman is set up: the
+# shipper's and the node images' last steps are image builds.
 #
 #   .ci/e2e-builds.sh start   starts them in the background; their output goes to a log
 #   .ci/e2e-builds.sh wait    returns once they have ended: 0 if they succeeded, else 1 and the log
@@ -33,7 +34,7 @@ case ${1:-} in
   wait)
     # Polled: the builds are not this shell's children.
     until [[ -e $dir/status ]] || ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; do sleep 2; done
-    [[ $(cat "$dir/status" 2>/dev/null) == 0 ]] || { echo "e2e-builds: the Go builds failed:" >&2; cat "$dir/log" >&2; exit 1; }
+    [[ $(cat "$dir/status" 2>/dev/null) == 0 ]] || { echo "e2e-builds: the builds failed:" >&2; cat "$dir/log" >&2; exit 1; }
     ;;
   stop) [[ ! -e $dir/pid ]] || kill -- -"$(cat "$dir/pid")" 2>/dev/null || true ;;
   *) sed -n 's/^#   \.ci/.ci/p' "$0" >&2; exit 2 ;;

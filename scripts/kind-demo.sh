@@ -3,6 +3,7 @@
 # the cluster (created if missing), the images (built, loaded), the Job, its timeline, a verdict.
 #
 #   scripts/kind-demo.sh demo | demo-legacy | check | up | down | load
+#   scripts/kind-demo.sh config                          prints the path of the cluster file K8S picks
 #   scripts/kind-demo.sh deploy | logs [FILE]            FILE: a Job manifest (job.yaml)
 #   scripts/kind-demo.sh run native|legacy FILE          deploy FILE, wait, timeline, verdict
 #   scripts/kind-demo.sh archives DIR [IMAGE...]         the node's archives of job.yaml's images
@@ -244,6 +245,7 @@ run() {
 
 case ${1:-} in
   check) check_tools; say "kind, kubectl and $engine are ready" ;;
+  config) echo "$root/$config" ;;
   up) check_tools; cluster_up ;;
   # Deleting needs kind alone (any release), and the engine it runs on, whatever its version.
   down)

@@ -4,7 +4,6 @@ make, docker, podman, the cluster side of kubectl (its offline parts are the rea
 stopping at the first blob the archive names but does not hold (kubernetes-sigs/kind#3795)."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -323,6 +322,7 @@ def test_each_version_asks_for_its_kind_release_and_uses_its_config(ready, k8s, 
     ready["FAKE_KIND_VERSION"] = kind
     assert ready.run("up").returncode == 0
     assert f"kind create cluster --name t --config {ROOT / config} --wait 120s" in ready.calls()
+    assert ready.run("config").stdout == f"{ROOT / config}\n"
 
 
 @pytest.mark.parametrize(("setting", "value"), [("K8S", "1.30"), ("CONTAINER_TOOL", "nerdctl")])
@@ -361,7 +361,7 @@ def test_up_without_a_current_context_leaves_kinds(ready):
     ("v1.37.2", 0, "cluster t is already up (v1.37.2)"),
     ("v1.28.15", 1, "runs v1.28.15, not Kubernetes v1.37 (cluster.yaml)"),
 ])
-def test_up_takes_a_cluster_that_is_already_up_if_its_minor_is_the_config_s(ready, running, code, message):
+def test_up_takes_a_cluster_already_up_whose_minor_is_the_cluster_files(ready, running, code, message):
     (ready.state_dir / "clusters").write_text("other\nt\n")
     ready["FAKE_NODE_VERSION"] = running
     result = ready.run("up")

@@ -27,15 +27,15 @@ NATIVE_1_37 = """\
 PASS: job Complete; app and sidecar both exited 0, the sidecar started before the app and exited after it
 """
 
-# Written by hand: no 1.28 node can run here (upstream supports 1.35 to 1.37).
+# make e2e-kind K8S=1.28's run of make demo: kind, a node of v1.28.15's parts, the gate on.
 NATIVE_1_28 = """\
-2026-11-24T09:10:00Z job/native-sidecar-job started
-2026-11-24T09:10:00Z pod/native-sidecar-job-8wz4d started
-2026-11-24T09:10:02Z sidecar started  native sidecar: init container, restartPolicy Always
-2026-11-24T09:10:03Z app started      regular container
-2026-11-24T09:10:33Z app exited       exit code 0 (Completed)
-2026-11-24T09:10:34Z sidecar exited   exit code 0 (Completed)
-2026-11-24T09:10:35Z job Complete
+2026-12-06T03:53:19Z job/native-sidecar-job started
+2026-12-06T03:53:19Z pod/native-sidecar-job-4njff started
+2026-12-06T03:53:20Z sidecar started  native sidecar: init container, restartPolicy Always
+2026-12-06T03:53:21Z app started      regular container
+2026-12-06T03:53:51Z app exited       exit code 0 (Completed)
+2026-12-06T03:53:52Z sidecar exited   exit code 0 (Completed)
+2026-12-06T03:53:56Z job Complete
 PASS: job Complete; app and sidecar both exited 0, the sidecar started before the app and exited after it
 """
 
@@ -130,7 +130,7 @@ def native():
 
 @pytest.mark.parametrize(("mode", "fixture", "expected"), [
     ("native", "native-1.37.json", NATIVE_1_37),
-    ("native", "native-1.28.json", NATIVE_1_28),
+    ("native", "kind-native-1.28.json", NATIVE_1_28),
     ("legacy", "legacy-1.37.json", LEGACY_1_37),
 ])
 def test_recorded_run(run, mode, fixture, expected):

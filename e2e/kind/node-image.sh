@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CI machine only: kind itself and a kind node image, built here offline from pinned parts, for a
-# machine that reaches no image registry. kind's own `kind build node-image` cannot: it pulls its
+# CI machine only: kind itself and a kind node image, built here from pinned parts and Debian's
+# packages, for a machine that reaches no image registry. kind's own `kind build node-image` cannot: it pulls its
 # base image and fetches CoreDNS, kindnetd, the storage provisioner and more with `ctr content
 # fetch` (kind v0.33.0, pkg/build/nodeimage/buildcontext.go and imageimporter.go).
 #
@@ -18,8 +18,8 @@
 # - in containerd's store, the images kubeadm runs, built from those binaries on scratch, under
 #   the names kubeadm and kind's containerd settings ask for. Not kube-proxy, CoreDNS, kindnetd or
 #   the storage provisioner: make e2e-kind's cluster turns off kube-proxy and kind's CNI
-#   (tests/e2e_kind/kind_support.py), a CNI bridge of ours stands in, and CoreDNS stays pending
-#   (docs/e2e-kind.md).
+#   (tests/e2e_kind/kind_support.py), a CNI bridge of ours stands in, and CoreDNS never starts
+#   (ImagePullBackOff; docs/e2e-kind.md).
 #
 # Cached by its inputs: the image's tag is a hash of this script, the wrapper modules and the
 # binaries' directory, whose name is e2e/build.sh's key. E2E_CACHE: e2e/build.sh's.
@@ -54,28 +54,37 @@ tools() {
 packages=systemd,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,curl,jq,procps,containernetworking-plugins
 suite=trixie
 
+# Debian's packages as the mirror has them on the day (not pinned: debootstrap takes the suite's
+# current packages), imported once; prints the image's name.
 rootfs_image() {
-  local key tarball
-  key=$(echo "$suite $packages" | digest)
-  tarball=$cache/rootfs-$key.tar
-  rootfs=localhost/e2e-kind/rootfs:$key
-  podman image exists "$rootfs" && return
-  if [[ ! -s $tarball ]]; then
-    rm -f "$cache"/rootfs-*.tar
-    "$root/.ci/debootstrap.sh" "$suite" "$packages" "$tarball"
+  local key tarball image
+  key=$({ echo "$suite $packages"; cat "$root/.ci/debootstrap.sh"; } | digest)
+  tarball=$cache/rootfs-$key.tar image=localhost/e2e-kind/rootfs:$key
+  if ! podman image exists "$image"; then
+    if [[ ! -s $tarball ]]; then
+      rm -f "$cache"/rootfs-*.tar
+      "$root/.ci/debootstrap.sh" "$suite" "$packages" "$tarball"
+    fi
+    podman import --quiet "$tarball" "$image" >/dev/null
   fi
-  podman import --quiet "$tarball" "$rootfs" >/dev/null
+  echo "$image"
 }
 
-# An image of one static binary on scratch, as a docker-archive in $ctx/images.
+# DIR, built as image NAME and saved as a docker-archive into $ctx/images, then removed.
+archive() {
+  local dir=$1 name=$2
+  podman build --quiet -t "$name" "$dir" >/dev/null
+  podman save --quiet --format docker-archive -o "$ctx/images/$(basename "${name%%:*}").tar" "$name"
+  podman rmi "$name" >/dev/null
+}
+
+# An image of one static binary of $bin on scratch, as kubeadm's static Pods run it.
 binary_image() {
   local name=$1 file=$2 dir
   dir=$(mktemp -d "$ctx/image.XXXXXX")
   cp "$bin/$file" "$dir/"
   printf 'FROM scratch\nCOPY %s /usr/local/bin/%s\nENV PATH=/usr/local/bin\n' "$file" "$file" >"$dir/Containerfile"
-  podman build --quiet -t "$name" "$dir" >/dev/null
-  podman save --quiet --format docker-archive -o "$ctx/images/$(basename "${name%%:*}").tar" "$name"
-  podman rmi "$name" >/dev/null
+  archive "$dir" "$name"
 }
 
 image() {
@@ -85,13 +94,13 @@ image() {
   kind_mod=$(cd "$here" && go mod download -json sigs.k8s.io/kind | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [[ -d $kind_mod/images/base/files ]] || die "no images/base/files in $kind_mod"
   k8s=$("$bin/kubectl" version --client -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p')
-  key=$(cat "${BASH_SOURCE[0]}" "$here"/go.sum "$e2e"/crictl/go.sum "$e2e"/pause/* | { cat; echo "$bin"; } | digest)
+  key=$(cat "${BASH_SOURCE[0]}" "$here"/go.{mod,sum} "$e2e"/crictl/go.{mod,sum} "$e2e"/pause/* | { cat; echo "${bin##*/}"; } | digest)
   ref=localhost/e2e-kind/node:$k8s-$key
   podman image exists "$ref" && { echo "$ref"; return; }
   # One image per minor: what an older pin built goes.
   podman images --filter "reference=localhost/e2e-kind/node:${k8s%.*}.*" --quiet | xargs -r podman rmi >/dev/null
 
-  rootfs_image
+  rootfs=$(rootfs_image)
   ctx=$(mktemp -d)
   trap 'rm -rf "$ctx"' EXIT
   # The modes kind's Dockerfile gives its files: scripts and directories 0755, the rest 0644
@@ -108,33 +117,28 @@ image() {
   # The images kubeadm lists for this version that these binaries make, and the sandbox image
   # kind's containerd config names; each is imported under our name and tagged with theirs.
   say "images for $k8s"
-  local -A built=()
-  for name in $("$bin/kubeadm" config images list --kubernetes-version "$k8s"); do
+  local listed name ours pause_dir tags=()
+  listed=$("$bin/kubeadm" config images list --kubernetes-version "$k8s")
+  pause_dir=$(mktemp -d "$ctx/image.XXXXXX")
+  cp "$e2e/pause/Dockerfile" "$bin/pause" "$pause_dir/"
+  archive "$pause_dir" "localhost/e2e-kind/pause:$k8s"
+  sandbox=$(sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' "$ctx/files/etc/containerd/config.toml")
+  [[ -n $sandbox ]] || die "no sandbox_image in kind's containerd config"
+  for name in $listed "$sandbox"; do
+    ours=localhost/e2e-kind/$(basename "${name%%:*}"):$k8s
     case $name in
-      */kube-apiserver:* | */kube-controller-manager:* | */kube-scheduler:*)
-        binary_image "localhost/e2e-kind/$(basename "${name%%:*}"):$k8s" "$(basename "${name%%:*}")" ;;
-      */etcd:*) binary_image "localhost/e2e-kind/etcd:$k8s" etcd ;;
+      */kube-apiserver:* | */kube-controller-manager:* | */kube-scheduler:* | */etcd:*)
+        binary_image "$ours" "$(basename "${name%%:*}")" ;;
       */pause:*) ;;
       *) say "not built: $name"; continue ;;
     esac
-    built[$name]=1
-  done
-  sandbox=$(sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' "$ctx/files/etc/containerd/config.toml")
-  [[ -n $sandbox ]] || die "no sandbox_image in kind's containerd config"
-  cp "$e2e/pause/Dockerfile" "$bin/pause" "$ctx/images/"
-  podman build --quiet -t localhost/e2e-kind/pause:"$k8s" "$ctx/images" >/dev/null
-  podman save --quiet --format docker-archive -o "$ctx/images/pause.tar" localhost/e2e-kind/pause:"$k8s"
-  podman rmi localhost/e2e-kind/pause:"$k8s" >/dev/null
-  rm "$ctx/images/Dockerfile" "$ctx/images/pause"
-  local tags=()
-  for name in "${!built[@]}" "$sandbox"; do
-    [[ $name == */pause:* ]] && tags+=("localhost/e2e-kind/pause:$k8s=$name") && continue
-    tags+=("localhost/e2e-kind/$(basename "${name%%:*}"):$k8s=$name")
+    tags+=("$ours=$name")
   done
 
-  # In place of kindnetd: a bridge with no gateway, no masquerade and no route, as make e2e-node's,
-  # so nothing a Pod sends leaves its node. Every pull (CoreDNS's) goes to loopback and fails at
-  # once: no registry is reachable from here.
+  # In place of kindnetd: a bridge with no gateway, no masquerade and no route, the same range on
+  # every node, so nothing a Pod sends leaves its node (job.yaml needs only loopback, and its
+  # probes are exec probes, which need no route from the kubelet to the Pod). Every pull
+  # (CoreDNS's) goes to loopback and fails at once: no registry is reachable from here.
   mkdir -p "$ctx/files/etc/cni/net.d" "$ctx/files/etc/containerd/certs.d/_default"
   cat >"$ctx/files/etc/cni/net.d/10-e2e-kind.conflist" <<'EOF'
 {"cniVersion": "1.0.0", "name": "e2e-kind", "plugins": [
@@ -154,7 +158,8 @@ COPY bin/ /
 # image's: Debian's CNI plugins where containerd looks for them; and containerd's
 # restrict_oom_score_adj, which kind's entrypoint sets for rootless nodes: root on CI's machine
 # lacks CAP_SYS_RESOURCE, so runc cannot lower an OOM score (without it: "runc init: failed to
-# update /proc/self/oom_score_adj: Permission denied", and no Pod starts).
+# update /proc/self/oom_score_adj: Permission denied", and no Pod starts). And the registry
+# settings' directory, named: containerd 2 reads it by default, 1.7 (1.28's) only when told.
 RUN find /lib/systemd/system/sysinit.target.wants/ -name systemd-tmpfiles-setup.service -delete \\
  && rm -f /lib/systemd/system/multi-user.target.wants/* /etc/systemd/system/*.wants/* \\
       /lib/systemd/system/local-fs.target.wants/* /lib/systemd/system/sockets.target.wants/*udev* \\
@@ -168,10 +173,14 @@ RUN find /lib/systemd/system/sysinit.target.wants/ -name systemd-tmpfiles-setup.
       | jq 'del(.process.rlimits)' >/etc/containerd/cri-base.json \\
  && ln -s /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback /usr/lib/cni/portmap /usr/lib/cni/ptp /opt/cni/bin/ \\
  && sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' /etc/containerd/config.toml \\
+ && printf '\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n' \\
+      >>/etc/containerd/config.toml \\
  && echo $k8s >/kind/version
 # kind's node-image build: containerd's store holds the images, pinned, not unpacked.
 RUN (containerd >/tmp/containerd.log 2>&1 &) \\
- && until ctr version >/dev/null 2>&1; do sleep 0.2; done \\
+ && i=0 && until ctr version >/dev/null 2>&1; do \\
+      i=\$((i + 1)) && [ \$i -le 150 ] || { cat /tmp/containerd.log; exit 1; }; sleep 0.2; \\
+    done \\
  && for archive in /kind-images/*.tar; do \\
       ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - <"\$archive" >/dev/null || exit 1; \\
     done \\

@@ -20,15 +20,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kind_support import CLUSTER, REPORT, ROOT, Cluster, cluster_config
+from kind_support import CLUSTER, KIND_DEMO, REPORT, ROOT, Cluster, cluster_config, kubectl_release
 
 NODE_IMAGE = ROOT / "e2e" / "kind" / "node-image.sh"
 
 
-def built(*args: str) -> str:
-    result = subprocess.run([NODE_IMAGE, *args], capture_output=True, text=True, timeout=3000, check=False)
+def built(script: Path, *args: str) -> str:
+    """What a build script prints (a directory, an image), or the test session's end with its error."""
+    result = subprocess.run([script, *args], capture_output=True, text=True, timeout=3000, check=False)
     if result.returncode != 0:
-        pytest.fail(f"e2e/kind/node-image.sh {' '.join(args)} failed (exit {result.returncode}):\n{result.stderr}",
+        pytest.fail(f"{script.relative_to(ROOT)} {' '.join(args)} failed (exit {result.returncode}):\n{result.stderr}",
                     pytrace=False)
     return result.stdout.strip()
 
@@ -37,24 +38,23 @@ def built(*args: str) -> str:
 def cluster():
     release = os.environ.get("K8S", "1.37")
     started = time.monotonic()
-    tools, image = built("tools"), built("image", release)
-    # The release's own kubectl; for 1.28, 1.29's, the oldest make demo takes (scripts/kind-demo.sh)
-    # and within kubectl's one-minor skew.
-    bin_dir = subprocess.run([ROOT / "e2e" / "build.sh", {"1.28": "1.29"}.get(release, release)],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    tools, image = built(NODE_IMAGE, "tools"), built(NODE_IMAGE, "image", release)
     REPORT.append(f"node image {image}, built or found in {time.monotonic() - started:.0f}s")
+    kubectl_dir = built(ROOT / "e2e" / "build.sh", kubectl_release(release))
     with tempfile.TemporaryDirectory(prefix="e2e-kind.") as scratch:
         config = Path(scratch) / "cluster.yaml"
-        source = ROOT / {"1.37": "cluster.yaml"}.get(release, f"cluster-{release}.yaml")
+        source = Path(built(KIND_DEMO, "config"))
         config.write_text(yaml.safe_dump(cluster_config(source, release)))
-        # kind and crictl of the node image's own build, and its release's kubectl; podman, the
+        # kind and crictl of the node image's own build, and a kubectl of e2e/build.sh's; podman, the
         # engine kind runs the nodes on here (through DOCKER_HOST, docker would answer too).
-        env = {**os.environ, "PATH": f"{tools}:{bin_dir}:{os.environ['PATH']}", "KUBECONFIG": f"{scratch}/kubeconfig",
+        env = {**os.environ, "PATH": f"{tools}:{kubectl_dir}:{os.environ['PATH']}", "KUBECONFIG": f"{scratch}/kubeconfig",
                "KIND_CLUSTER": CLUSTER, "K8S": release, "CONTAINER_TOOL": "podman",
                "KIND_EXPERIMENTAL_PROVIDER": "podman"}
         running = Cluster(env)
-        had_network = running.run("podman", "network", "exists", "kind").returncode == 0
+        # A cluster left by a killed run goes first; then the kind network is ours to remove if
+        # it did not exist.
         running.run("kind", "delete", "cluster", "--name", CLUSTER)
+        had_network = running.run("podman", "network", "exists", "kind").returncode == 0
         try:
             started = time.monotonic()
             up = running.run("kind", "create", "cluster", "--name", CLUSTER, "--config", str(config),

@@ -4,14 +4,18 @@ apply -f job.yaml` and `kubectl get job -w`, `make demo DEMO=kind`, `make demo-l
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 from queue import Empty, Queue
 
 import pytest
 import yaml
-from kind_support import CLUSTER, REPORT, ROOT, Cluster
+from images_support import wait_for
+from kind_support import CLUSTER, CONTEXT, REPORT, ROOT, Cluster
 
 JOB = yaml.safe_load((ROOT / "job.yaml").read_text())
 SPEC = JOB["spec"]["template"]["spec"]
@@ -36,6 +40,15 @@ def loaded(cluster):
     return cluster
 
 
+def test_a_pull_goes_nowhere(cluster):
+    # The node image sends every pull to 127.0.0.1:1: CoreDNS, which it lacks, shows it. So what
+    # the Job runs can only be what make kind-load loaded.
+    def refused():
+        events = json.loads(cluster.kubectl("get", "events", "-n", "kube-system", "-o", "json"))["items"]
+        return [e["message"] for e in events if e["reason"] == "Failed" and "127.0.0.1:1" in e["message"]]
+    wait_for("a pull refused at 127.0.0.1:1", refused, 180, interval=1)
+
+
 def test_make_kind_load_puts_both_images_on_every_node(loaded):
     for node in loaded.nodes():
         assert IMAGES <= images_on(loaded, node), node
@@ -43,8 +56,8 @@ def test_make_kind_load_puts_both_images_on_every_node(loaded):
 
 def watch_job(cluster: Cluster, name: str, seconds: float) -> list[dict[str, str]]:
     """`kubectl get job NAME -w`'s rows, by column, until the Job has ended: its STATUS column says
-    Complete or Failed, or, from a kubectl older than that column (1.28's), COMPLETIONS is 1/1."""
-    watch = subprocess.Popen(["kubectl", "--context", f"kind-{CLUSTER}", "get", "job", name, "-w"],
+    Complete or Failed, or, from an API server older than that column (1.28's), COMPLETIONS is 1/1."""
+    watch = subprocess.Popen(["kubectl", "--context", CONTEXT, "get", "job", name, "-w"],
                              env=cluster.env, stdout=subprocess.PIPE, text=True)
     lines, rows, deadline = [], [], time.monotonic() + seconds
 
@@ -54,7 +67,13 @@ def watch_job(cluster: Cluster, name: str, seconds: float) -> list[dict[str, str
     # A reader thread, not select(): the file object reads ahead, so a line can wait in its
     # buffer while the pipe has nothing more to say.
     queue: Queue[str] = Queue()
-    reader = threading.Thread(target=lambda: [queue.put(line) for line in watch.stdout] + [queue.put("")], daemon=True)
+
+    def read():
+        for line in watch.stdout:
+            queue.put(line)
+        queue.put("")
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         while not (rows and ended(rows[-1])):
@@ -95,8 +114,13 @@ def test_job_yaml_completes_on_a_worker_with_the_loaded_images(loaded):
     REPORT.append(f"job.yaml ran on {pod['spec']['nodeName']}")
 
 
-def test_make_demo_passes_on_kind(loaded):
-    result = loaded.make("demo", "DEMO=kind")
+def test_make_demo_passes_on_kind(loaded, tmp_path):
+    # With E2E_RECORD=DIR, the Job and Pod the run recorded are kept as DIR/kind-native-MINOR.json
+    # (tests/fixtures/ comes from there).
+    recorded = tmp_path / "run.json"
+    result = loaded.make("demo", "DEMO=kind", RUN_JSON=str(recorded))
+    if os.environ.get("E2E_RECORD") and recorded.exists():
+        shutil.copy(recorded, Path(os.environ["E2E_RECORD"]) / f"kind-native-{loaded.env['K8S']}.json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"kind-demo: cluster {CLUSTER} is already up (v{loaded.env['K8S']}." in result.stderr
     assert "\nPASS: job Complete; app and sidecar both exited 0" in result.stdout, result.stdout
