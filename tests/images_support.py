@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 import tomllib
 import urllib.error
@@ -117,6 +118,29 @@ def kubectl_objects(text: str) -> list[dict]:
         obj, at = json.JSONDecoder().raw_decode(text, len(text) - len(text[at:].lstrip()))
         found.extend(obj.get("items", [obj]))
     return found
+
+
+class Followed:
+    """A streaming command's output, read by a thread as it comes, so that the command never
+    blocks on a full pipe and nothing it wrote is lost when it is stopped."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.chunks: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.chunks.extend(iter(process.stdout.readline, "")), daemon=True)
+        self.reader.start()
+
+    def wait(self, timeout: float) -> str:
+        """Its whole output, once it has ended by itself."""
+        self.process.wait(timeout=timeout)
+        self.reader.join(timeout)
+        return "".join(self.chunks)
+
+    def stop(self) -> str:
+        """Its whole output so far; it is stopped."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.wait(30)
 
 
 def wait_for(what: str, check, timeout: float, interval: float = 0.05):

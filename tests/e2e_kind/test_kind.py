@@ -7,14 +7,11 @@ import json
 import os
 import shutil
 import subprocess
-import threading
-import time
 from pathlib import Path
-from queue import Empty, Queue
 
 import pytest
 import yaml
-from images_support import wait_for
+from images_support import Followed, wait_for
 from kind_support import CLUSTER, CONTEXT, REPORT, ROOT, Cluster
 
 JOB = yaml.safe_load((ROOT / "job.yaml").read_text())
@@ -57,38 +54,25 @@ def test_make_kind_load_puts_both_images_on_every_node(loaded):
 def watch_job(cluster: Cluster, name: str, seconds: float) -> list[dict[str, str]]:
     """`kubectl get job NAME -w`'s rows, by column, until the Job has ended: its STATUS column says
     Complete or Failed, or, from an API server older than that column (1.28's), COMPLETIONS is 1/1."""
-    watch = subprocess.Popen(["kubectl", "--context", CONTEXT, "get", "job", name, "-w"],
-                             env=cluster.env, stdout=subprocess.PIPE, text=True)
-    lines, rows, deadline = [], [], time.monotonic() + seconds
+    watch = Followed(subprocess.Popen(["kubectl", "--context", CONTEXT, "get", "job", name, "-w"],
+                                      env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
 
-    def ended(row: dict[str, str]) -> bool:
-        return row["STATUS"] in ("Complete", "Failed") if "STATUS" in row else row["COMPLETIONS"] == "1/1"
+    def ended() -> list[dict[str, str]] | None:
+        header, *lines = watch.chunks[:] or [""]
+        rows = [dict(zip(header.split(), line.split())) for line in lines]
+        if rows and (rows[-1]["STATUS"] in ("Complete", "Failed") if "STATUS" in rows[-1]
+                     else rows[-1]["COMPLETIONS"] == "1/1"):
+            return rows
+        assert watch.process.poll() is None, f"kubectl get -w ended: {watch.chunks}"
+        return None
 
-    # A reader thread, not select(): the file object reads ahead, so a line can wait in its
-    # buffer while the pipe has nothing more to say.
-    queue: Queue[str] = Queue()
-
-    def read():
-        for line in watch.stdout:
-            queue.put(line)
-        queue.put("")
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
     try:
-        while not (rows and ended(rows[-1])):
-            try:
-                lines.append(queue.get(timeout=max(0, deadline - time.monotonic())))
-            except Empty:
-                raise AssertionError(f"no end within {seconds}s: {lines}") from None
-            assert lines[-1], f"kubectl get -w ended: {lines}"
-            if len(lines) > 1:
-                rows.append(dict(zip(lines[0].split(), lines[-1].split())))
+        rows = wait_for(f"job/{name} to end, in kubectl get -w", ended, seconds, interval=0.2)
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}: {watch.chunks}") from None
     finally:
-        watch.kill()
-        watch.wait()
-        reader.join()
-    REPORT.append("kubectl get job -w:\n" + "".join(lines).rstrip())
+        output = watch.stop()
+    REPORT.append("kubectl get job -w:\n" + output.rstrip())
     return rows
 
 

@@ -10,13 +10,12 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from images_support import kubectl_objects, wait_for
+from images_support import Followed, kubectl_objects, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = ROOT / "e2e" / "node.sh"
@@ -76,29 +75,6 @@ class Node:
 
     def log(self, component: str) -> str:
         return (Path(self.settings["E2E_NODE_DIR"]) / "logs" / f"{component}.log").read_text()
-
-
-class Followed:
-    """A streaming command's output, read by a thread as it comes, so that the command never
-    blocks on a full pipe and nothing it wrote is lost when it is stopped."""
-
-    def __init__(self, process: subprocess.Popen):
-        self.process = process
-        self.chunks: list[str] = []
-        self.reader = threading.Thread(target=lambda: self.chunks.extend(iter(process.stdout.readline, "")), daemon=True)
-        self.reader.start()
-
-    def wait(self, timeout: float) -> str:
-        """Its whole output, once it has ended by itself."""
-        self.process.wait(timeout=timeout)
-        self.reader.join(timeout)
-        return "".join(self.chunks)
-
-    def stop(self) -> str:
-        """Its whole output so far; it is stopped."""
-        if self.process.poll() is None:
-            self.process.terminate()
-        return self.wait(30)
 
 
 def now() -> datetime:
