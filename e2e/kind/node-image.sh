@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CI machine only: kind itself and a kind node image, built here from pinned parts and Debian's
-# packages, for a machine that reaches no image registry. kind's own `kind build node-image` cannot: it pulls its
-# base image and fetches CoreDNS, kindnetd, the storage provisioner and more with `ctr content
-# fetch` (kind v0.33.0, pkg/build/nodeimage/buildcontext.go and imageimporter.go).
+# packages, for a machine that reaches no image registry. kind's own `kind build node-image`
+# cannot: it pulls its base image and fetches CoreDNS, kindnetd, the storage provisioner and more
+# with `ctr content fetch` (kind v0.33.0, pkg/build/nodeimage/buildcontext.go and imageimporter.go).
 #
 #   e2e/kind/node-image.sh tools        builds kind and crictl; prints their directory
 #   e2e/kind/node-image.sh image [1.37] builds the node image unless it exists; prints its name
