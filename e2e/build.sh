@@ -19,7 +19,9 @@ read -r _ containerd etcd _ <<<"$row"
 modules=("$e2e/kube/$minor" "$e2e/containerd/$containerd" "$e2e/etcd/$etcd" "$e2e/runc")
 command -v go >/dev/null || die "needs Go 1.26 or newer (https://go.dev/doc/install)"
 
-key=$(cat "${BASH_SOURCE[0]}" "$e2e"/pause/* "${modules[@]/%//go.mod}" "${modules[@]/%//go.sum}" | sha256sum | cut -c1-16)
+# With the files of a stand-in module under the wrapper (e2e/kube/1.38/iptables-wrappers).
+key=$({ cat "${BASH_SOURCE[0]}" "$e2e"/pause/* "${modules[@]/%//go.mod}" "${modules[@]/%//go.sum}"
+  find "$e2e/kube/$minor" -mindepth 2 -type f | sort | xargs -r cat; } | sha256sum | cut -c1-16)
 out=${E2E_CACHE:-$(dirname "$e2e")/.cache/e2e}/k8s-$minor-$key
 if [[ -e $out/.complete ]]; then echo "$out"; exit 0; fi
 # One directory per minor: what an older pin built goes.
@@ -28,6 +30,10 @@ rm -rf "${out%-*}"-* && mkdir -p "$out"
 # Static and stripped (-s -w), like upstream's release binaries (hack/lib/golang.sh), and
 # without build paths.
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -trimpath"
+# A wrapper whose release needs a newer Go than this one names it (`toolchain`, e2e/kube/pin.sh):
+# the go command fetches that release from the module proxy, as Go does by default; a machine
+# set to GOTOOLCHAIN=local would refuse it. The other modules need no newer Go.
+export GOTOOLCHAIN=auto
 # MODULE_DIR MODULE FIELD: a field of a required module, as `go list -m` reads it from go.mod.
 version() { (cd "$1" && go list -m -f "{{.$3}}" "$2"); }
 

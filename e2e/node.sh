@@ -372,6 +372,10 @@ release_specific_kubelet_config() {
   if [[ -n $gates ]]; then
     echo "featureGates: {${gates//=/: }}"
   fi
+  # A release built with a stand-in for iptables-wrappers (1.38): the kubelet's only use of it.
+  if compgen -G "$e2e/kube/$minor/*/go.mod" >/dev/null; then
+    echo "makeIPTablesUtilChains: false"
+  fi
 }
 
 # --vmodule: the file that runs containers' hooks logs each preStop hook's start and end at level 3

@@ -75,7 +75,7 @@ def test_missing_tools_are_named_in_one_line(path, tmp_path):
 def test_unsupported_version(path):
     result = subprocess.run(["bash", str(NODE), "check"], env={"PATH": str(path), "K8S": "1.27"},
                             capture_output=True, text=True, timeout=60, check=False)
-    assert (result.returncode, result.stderr) == (2, "e2e-node: K8S must be a release of e2e/releases (1.37, 1.36, 1.35, 1.34, 1.34.0, 1.33, 1.32, 1.31, 1.30, 1.29, 1.28), not '1.27'\n")
+    assert (result.returncode, result.stderr) == (2, "e2e-node: K8S must be a release of e2e/releases (1.38, 1.37, 1.36, 1.35, 1.34, 1.34.0, 1.33, 1.32, 1.31, 1.30, 1.29, 1.28), not '1.27'\n")
 
 
 # What `down` could touch outside DIR, each replaced by a stand-in that only records its call.

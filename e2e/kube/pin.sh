@@ -6,6 +6,7 @@
 # v0.MINOR.PATCH instead; the list comes from upstream's `=> ./staging/src/` lines.
 #   e2e/kube/pin.sh v1.37.2           # writes e2e/kube/1.37/go.mod and go.sum
 #   e2e/kube/pin.sh v1.34.0 1.34.0    # a second pin of a minor, under a name of its own
+#   GOTOOLCHAIN=go1.27.3 e2e/kube/pin.sh v1.38.0-beta.0   # a release that needs Go 1.27
 set -euo pipefail
 version=${1:?usage: e2e/kube/pin.sh vMAJOR.MINOR.PATCH [NAME]}
 [[ $version =~ ^v1\.([0-9]+)\.([0-9]+)(-[a-z]+\.[0-9]+)?$ ]] || { echo "pin.sh: '$version' is not vMAJOR.MINOR.PATCH[-PRERELEASE]" >&2; exit 2; }
@@ -27,6 +28,11 @@ go_directive="$(grep -m1 '^go ' "$upstream_mod")"
   echo
   echo "replace ("
   sed -n 's|^\t\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*|\t\1 => \1 '"$staging_version"'|p' "$upstream_mod"
+  # A module the proxy refuses, replaced by a stand-in in the wrapper's directory (its README
+  # says what it is): 1.38's iptables-wrappers.
+  for standin in */go.mod; do
+    if [[ -e $standin ]]; then echo "	$(sed -n 's/^module //p' "$standin") => ./${standin%/go.mod}"; fi
+  done
   echo ")"
   echo
   echo "tool ("
@@ -35,4 +41,7 @@ go_directive="$(grep -m1 '^go ' "$upstream_mod")"
   done
   echo ")"
 } > go.mod
+# A release that needs a newer Go than this repository's minimum (1.26) names the toolchain it
+# was pinned with, which e2e/build.sh's go command then fetches from the module proxy.
+[[ $(printf '%s\n' "${go_directive#go }" 1.27 | sort -V | head -n1) != 1.27 ]] || go mod edit -toolchain="$(go env GOVERSION)"
 go mod tidy
