@@ -101,7 +101,7 @@ e2e-kind: $(VENV) ## make images, kind-load, demo and demo-legacy, and job.yaml,
 	  || { echo "make e2e-kind: needs root, podman, Go and debootstrap (it builds kind and the node image, and runs kind's nodes with podman)" >&2; exit 3; }
 	$(VENV)/bin/pytest -rs tests/e2e_kind
 
-# The same node on every release of e2e/releases, 1.28 to 1.37: what each does, observed.
+# The same node on every release of e2e/releases, 1.28 to 1.38: what each does, observed.
 e2e-matrix: $(VENV) ## test_releases.py and test_lifecycle.py on every release of e2e/releases, one node each; writes docs/versions.md's table (root; hours)
 	e2e/node.sh check
 	$(MAKE) images
