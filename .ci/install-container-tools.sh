@@ -3,7 +3,8 @@
 # engine: podman (with runc, which works on hybrid cgroup hosts where crun does not), its
 # network stack, debootstrap for the offline builder image, wrk for the bench's smoke test, and
 # a real registry (docker-registry) with skopeo for the push test, qemu-user-static for the
-# arm64 tests, and for make e2e-node the CNI plugins and libseccomp (its runc is built with seccomp). Idempotent: installs only what is missing.
+# arm64 tests, and for make e2e-node the CNI plugins and libseccomp (its runc is built with seccomp);
+# and for make e2e-kind, /lib/modules if the machine has none. Idempotent: installs only what is missing.
 # Root only; used by .ci/run. The docker CLI is not installed here: the tests use the one the
 # machine has, against podman's Docker-compatible API.
 set -euo pipefail
@@ -15,6 +16,12 @@ if [[ $(id -u) != 0 ]]; then
   echo "install-container-tools: must run as root (apt-get)" >&2
   exit 1
 fi
+
+# kind mounts the host's /lib/modules into every node (kind v0.33.0's
+# pkg/cluster/internal/providers/podman/provision.go), and podman refuses a missing source. A
+# machine whose kernel has every module built in may have none (one here had none on 2026-12-06):
+# an empty directory stands in for the modules it does not have.
+[[ -e /lib/modules ]] || { mkdir /lib/modules && echo "install-container-tools: created an empty /lib/modules for kind"; }
 
 missing=()
 for package in "${packages[@]}"; do
