@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds make e2e-node's programs for one Kubernetes release from upstream's Go modules, pinned
-# by the wrapper modules beside this script (their go.sum is the supply-chain record), and
+# by the wrapper modules beside this script (their go.sum is the supply-chain record; 1.38's
+# one stand-in module is a directory of the wrapper, e2e/kube/1.38/iptables-wrappers), and
 # prints the directory that holds them. A directory is keyed by what it was built from, so a
 # warm run builds nothing.
 #
@@ -19,9 +20,10 @@ read -r _ containerd etcd _ <<<"$row"
 modules=("$e2e/kube/$minor" "$e2e/containerd/$containerd" "$e2e/etcd/$etcd" "$e2e/runc")
 command -v go >/dev/null || die "needs Go 1.26 or newer (https://go.dev/doc/install)"
 
-# With the files of a stand-in module under the wrapper (e2e/kube/1.38/iptables-wrappers).
+# With the code of a stand-in module under the wrapper (e2e/kube/1.38/iptables-wrappers).
 key=$({ cat "${BASH_SOURCE[0]}" "$e2e"/pause/* "${modules[@]/%//go.mod}" "${modules[@]/%//go.sum}"
-  find "$e2e/kube/$minor" -mindepth 2 -type f | sort | xargs -r cat; } | sha256sum | cut -c1-16)
+  find "$e2e/kube/$minor" -mindepth 2 -type f \( -name '*.go' -o -name go.mod \) -print0 | sort -z | xargs -0r cat
+} | sha256sum | cut -c1-16)
 out=${E2E_CACHE:-$(dirname "$e2e")/.cache/e2e}/k8s-$minor-$key
 if [[ -e $out/.complete ]]; then echo "$out"; exit 0; fi
 # One directory per minor: what an older pin built goes.
@@ -30,9 +32,10 @@ rm -rf "${out%-*}"-* && mkdir -p "$out"
 # Static and stripped (-s -w), like upstream's release binaries (hack/lib/golang.sh), and
 # without build paths.
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -trimpath"
-# A wrapper whose release needs a newer Go than this one names it (`toolchain`, e2e/kube/pin.sh):
-# the go command fetches that release from the module proxy, as Go does by default; a machine
-# set to GOTOOLCHAIN=local would refuse it. The other modules need no newer Go.
+# A wrapper whose release needs a newer Go than this one (1.38: go 1.27.0, toolchain go1.27.3,
+# e2e/kube/pin.sh) makes the go command fetch that Go from the module proxy, as Go does by
+# default; a machine set to GOTOOLCHAIN=local would refuse to build it. The other modules' go
+# lines are 1.26 or older.
 export GOTOOLCHAIN=auto
 # MODULE_DIR MODULE FIELD: a field of a required module, as `go list -m` reads it from go.mod.
 version() { (cd "$1" && go list -m -f "{{.$3}}" "$2"); }

@@ -372,8 +372,9 @@ release_specific_kubelet_config() {
   if [[ -n $gates ]]; then
     echo "featureGates: {${gates//=/: }}"
   fi
-  # A release built with a stand-in for iptables-wrappers (1.38): the kubelet's only use of it.
-  if compgen -G "$e2e/kube/$minor/*/go.mod" >/dev/null; then
+  # A release built with a stand-in for iptables-wrappers (1.38): the kubelet calls it only if
+  # this is true (pkg/kubelet/kubelet.go), and the stand-in panics.
+  if grep -q '^[[:space:]]*sigs\.k8s\.io/iptables-wrappers => \./' "$e2e/kube/$minor/go.mod"; then
     echo "makeIPTablesUtilChains: false"
   fi
 }

@@ -89,6 +89,11 @@ binary_image() {
 
 image() {
   local minor=${1:-1.37} kind_mod k8s key ref sandbox name
+  # A kubelet built with a stand-in module needs makeIPTablesUtilChains: false, which kind's
+  # kubelet configuration does not set (e2e/kube/1.38/iptables-wrappers/README.md).
+  if grep -q '=> \./' "$e2e/kube/$minor/go.mod" 2>/dev/null; then
+    die "Kubernetes $minor is built with a stand-in module, which kind's kubelet would call"
+  fi
   bin=$("$e2e/build.sh" "$minor")
   tools=$(tools)
   kind_mod=$(cd "$here" && go mod download -json sigs.k8s.io/kind | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')

@@ -14,7 +14,9 @@ staging_version="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}${BASH_REMATCH[3]}"
 dir="$(dirname "${BASH_SOURCE[0]}")/${2:-1.${BASH_REMATCH[1]}}"
 mkdir -p "$dir" && cd "$dir"
 
-upstream_mod="$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')"
+download="$(go mod download -json "k8s.io/kubernetes@$version")"
+upstream_mod="$(sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p' <<<"$download")"
+upstream_dir="$(sed -n 's/^\t"Dir": "\(.*\)",$/\1/p' <<<"$download")"
 go_directive="$(grep -m1 '^go ' "$upstream_mod")"
 # The `tool` directive below needs go 1.24 or newer; releases before 1.33 name an older go.
 [[ $(printf '%s\n' "${go_directive#go }" 1.24 | sort -V | head -n1) == 1.24 ]] || go_directive="go 1.24"
@@ -41,7 +43,8 @@ go_directive="$(grep -m1 '^go ' "$upstream_mod")"
   done
   echo ")"
 } > go.mod
-# A release that needs a newer Go than this repository's minimum (1.26) names the toolchain it
-# was pinned with, which e2e/build.sh's go command then fetches from the module proxy.
-[[ $(printf '%s\n' "${go_directive#go }" 1.27 | sort -V | head -n1) != 1.27 ]] || go mod edit -toolchain="$(go env GOVERSION)"
+# A release that needs a newer Go than this repository's minimum (1.26) is built with the Go
+# release upstream builds it with (its .go-version), not the oldest its go line allows.
+[[ $(printf '%s\n' "${go_directive#go }" 1.27 | sort -V | head -n1) != 1.27 ]] ||
+  go mod edit -toolchain="go$(cat "$upstream_dir/.go-version")"
 go mod tidy
