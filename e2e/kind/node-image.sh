@@ -89,9 +89,10 @@ binary_image() {
 
 image() {
   local minor=${1:-1.37} kind_mod k8s key ref sandbox name
-  # A kubelet built with a stand-in module needs makeIPTablesUtilChains: false, which kind's
-  # kubelet configuration does not set (e2e/kube/1.38/iptables-wrappers/README.md).
-  if grep -q '=> \./' "$e2e/kube/$minor/go.mod" 2>/dev/null; then
+  # A kubelet built with the stand-in for iptables-wrappers needs makeIPTablesUtilChains: false,
+  # which kind's kubelet configuration does not set (e2e/kube/1.38/iptables-wrappers/README.md);
+  # the same test as e2e/node.sh's, which sets it.
+  if grep -q '^[[:space:]]*sigs\.k8s\.io/iptables-wrappers => \./' "$e2e/kube/$minor/go.mod" 2>/dev/null; then
     die "Kubernetes $minor is built with a stand-in module, which kind's kubelet would call"
   fi
   bin=$("$e2e/build.sh" "$minor")
